@@ -1,0 +1,184 @@
+"""HdLM model configuration.
+
+This file is copied beside every HdLM checkpoint and loaded with `trust_remote_code=True`: it imports only
+`transformers` (and the standard library).
+"""
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+LEVEL_KINDS = ("label", "text")
+HEAD_INITS = ("copy", "random")
+
+
+class HdLMConfig(PreTrainedConfig):
+    r"""
+    Configuration of a hierarchical decoder ([`HdLMForCausalLM`]): a pretrained causal LM (`text_config`) whose
+    intermediate layers each decode one level of a hierarchical answer through their own copy of the language head.
+
+    Args:
+        text_config (`dict` or `PreTrainedConfig`, *optional*):
+            Configuration of the wrapped causal LM (any `AutoModelForCausalLM` architecture).
+        level_layers (`list[int]`, *optional*):
+            For each level, the decoder layer (1-based, in `1..K` with `K` the number of layers) whose output feeds
+            that level's head. Strictly increasing and ending at `K`, except that several trailing levels may share
+            layer `K`: they are all read by the base model's own head (with every level at `K`, this is the
+            "sft@K" baseline). Defaults to a single level at `K`.
+        level_names (`list[str]`, *optional*):
+            A short name per level (e.g. `["topic", "subtopic"]`), used in prompts and outputs.
+        level_kinds (`list[str]`, *optional*):
+            `"label"` (a class of the taxonomy, decoded under constraints) or `"text"` (free text), per level.
+            Label levels come first: a text level may only be followed by text levels.
+        level_loss_weights (`list[float]`, *optional*):
+            Weight `f_d >= 0` of each level's token-mean cross-entropy in the training loss.
+        taxonomy (`list[list[str]]`, *optional*):
+            The label paths of the label levels, e.g. `[["Science", "Physics"], ["Sports", "Tennis"]]`. Stored in
+            `config.json`, so a published model is self-contained.
+        head_init (`str`, *optional*, defaults to `"copy"`):
+            How intermediate heads start: `"copy"` of the final head (the paper) or `"random"`.
+        apply_final_norm (`bool`, *optional*, defaults to `True`):
+            Apply the base model's final norm before intermediate heads. The authors' code reads raw hidden
+            states; a copied head expects normalised ones.
+        instruction (`str`, *optional*):
+            The task instruction placed before the query. Defaults to one naming the levels.
+        use_chat_template (`bool`, *optional*, defaults to `False`):
+            Render the prompt through the tokenizer's chat template (a user turn, then the generation prompt).
+        prompt_template (`str`, *optional*):
+            The plain prompt used without a chat template; `{instruction}` and `{text}` are filled in.
+        level_header_template (`str`, *optional*, defaults to `"{name}:"`):
+            Text rendered before each level's answer; `{name}` is the level name. Never trained on.
+        candidates_header_template (`str`, *optional*):
+            The header used instead when `show_candidates` is on; `{candidates}` lists the valid labels.
+        level_separator (`str`, *optional*, defaults to `"\n"`):
+            Ends every level but the last, which ends with the EOS token. Trained on as part of the level.
+        show_candidates (`bool`, *optional*, defaults to `False`):
+            List the valid labels (children of the label chosen one level up) in each label level's header.
+            Constrained decoding makes this unnecessary; it is kept so the two can be compared.
+        max_query_tokens (`int`, *optional*):
+            Queries longer than this many tokens are truncated, at training and at inference alike.
+    """
+
+    model_type = "hdlm"
+    sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama")}
+
+    text_config: dict | PreTrainedConfig | None = None
+    level_layers: list[int] | None = None
+    level_names: list[str] | None = None
+    level_kinds: list[str] | None = None
+    level_loss_weights: list[float] | None = None
+    taxonomy: list[list[str]] | None = None
+    head_init: str = "copy"
+    apply_final_norm: bool = True
+    instruction: str | None = None
+    use_chat_template: bool = False
+    prompt_template: str = "{instruction}\n\n{text}\n\n"
+    level_header_template: str = "{name}:"
+    candidates_header_template: str = "{name} (one of: {candidates}):"
+    level_separator: str = "\n"
+    show_candidates: bool = False
+    max_query_tokens: int | None = None
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        num_layers = self.text_config.num_hidden_layers
+        if self.level_layers is None:
+            self.level_layers = [num_layers]
+        self.level_layers = list(self.level_layers)
+        num_levels = len(self.level_layers)
+        if self.level_names is None:
+            self.level_names = [f"level_{d}" for d in range(1, num_levels + 1)]
+        if self.level_kinds is None:
+            self.level_kinds = ["label"] * num_levels
+        if self.level_loss_weights is None:
+            self.level_loss_weights = [1.0] * num_levels
+        self.level_loss_weights = [float(weight) for weight in self.level_loss_weights]
+        self._validate_levels(num_layers)
+        if self.taxonomy is not None:
+            self.taxonomy = [list(path) for path in self.taxonomy]
+            self._validate_taxonomy()
+        if self.instruction is None:
+            self.instruction = "Answer with the " + ", then the ".join(self.level_names) + "."
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.level_layers)
+
+    @property
+    def num_label_levels(self) -> int:
+        """Number of leading label levels (the depth of the taxonomy)."""
+        return self.level_kinds.count("label")
+
+    @property
+    def head_levels(self) -> list[int]:
+        """0-based indices of the levels read before the last layer, each with its own head."""
+        return [d for d, layer in enumerate(self.level_layers) if layer < self.text_config.num_hidden_layers]
+
+    def _validate_levels(self, num_layers: int) -> None:
+        layers = self.level_layers
+        if not layers or not all(isinstance(layer, int) and not isinstance(layer, bool) for layer in layers):
+            raise ValueError(f"`level_layers` must be a non-empty list of integers, got {layers!r}.")
+        if any(not 1 <= layer <= num_layers for layer in layers):
+            raise ValueError(
+                f"`level_layers` entries must lie in 1..{num_layers} (the base model has {num_layers} layers), "
+                f"got {layers!r}."
+            )
+        if layers[-1] != num_layers:
+            raise ValueError(
+                f"`level_layers` must end with the last layer {num_layers} (the base model's own head), got {layers!r}."
+            )
+        below_last = [layer for layer in layers if layer < num_layers]
+        if any(b <= a for a, b in zip(below_last, below_last[1:])) or layers[: len(below_last)] != below_last:
+            raise ValueError(
+                f"`level_layers` must be strictly increasing (only trailing levels may share layer {num_layers}), "
+                f"got {layers!r}."
+            )
+        for field in ("level_names", "level_kinds", "level_loss_weights"):
+            values = getattr(self, field)
+            if len(values) != len(layers):
+                raise ValueError(
+                    f"`{field}` must have one entry per level ({len(layers)}, as `level_layers`), got {values!r}."
+                )
+        names = self.level_names
+        if not all(isinstance(name, str) and name.strip() for name in names) or len(set(names)) != len(names):
+            raise ValueError(f"`level_names` must be distinct non-empty strings, got {names!r}.")
+        if any(kind not in LEVEL_KINDS for kind in self.level_kinds):
+            raise ValueError(f"`level_kinds` entries must be one of {LEVEL_KINDS}, got {self.level_kinds!r}.")
+        kinds = self.level_kinds
+        if "text" in kinds and "label" in kinds[kinds.index("text") :]:
+            raise ValueError(
+                f"`level_kinds` must list label levels before text levels (a label cannot follow free text), "
+                f"got {self.level_kinds!r}."
+            )
+        if any(weight < 0 for weight in self.level_loss_weights):
+            raise ValueError(f"`level_loss_weights` entries must be >= 0, got {self.level_loss_weights!r}.")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"`head_init` must be one of {HEAD_INITS}, got {self.head_init!r}.")
+        if self.max_query_tokens is not None and self.max_query_tokens < 1:
+            raise ValueError(f"`max_query_tokens` must be a positive integer or None, got {self.max_query_tokens!r}.")
+        if "{text}" not in self.prompt_template:
+            raise ValueError(
+                f"`prompt_template` must contain the `{{text}}` placeholder, got {self.prompt_template!r}."
+            )
+
+    def _validate_taxonomy(self) -> None:
+        depth = self.num_label_levels
+        if depth == 0:
+            raise ValueError("`taxonomy` was given but `level_kinds` has no label level; drop it or add one.")
+        parent_of: dict[tuple[int, str], str | None] = {}
+        for path in self.taxonomy:
+            if len(path) != depth or not all(isinstance(label, str) and label.strip() for label in path):
+                raise ValueError(
+                    f"`taxonomy` paths must hold {depth} non-empty strings (one per label level), got {path!r}."
+                )
+            for level, label in enumerate(path):
+                parent = path[level - 1] if level else None
+                known = parent_of.setdefault((level, label), parent)
+                if known != parent:
+                    raise ValueError(
+                        f"`taxonomy` label {label!r} at level {level + 1} appears under two parents, "
+                        f"{known!r} and {parent!r}; labels must form a tree (rename one of them)."
+                    )
+
+
+__all__ = ["HdLMConfig"]

@@ -1,0 +1,843 @@
+"""HdLM: a pretrained causal LM whose intermediate layers decode the levels of a hierarchical answer.
+
+Implements "Making Language Model a Hierarchical Classifier" (arXiv 2507.12930) for any architecture that
+`AutoModelForCausalLM` builds. This file is copied beside every HdLM checkpoint and loaded with
+`trust_remote_code=True`: it imports only torch, transformers and `configuration_hdlm`.
+"""
+
+import contextlib
+import copy
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationMixin,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
+from transformers.utils import ModelOutput, logging
+
+try:
+    from .configuration_hdlm import HdLMConfig
+except ImportError:  # imported as a top-level module from a source checkout
+    from configuration_hdlm import HdLMConfig
+
+logger = logging.get_logger(__name__)
+
+AUTO_MAP = {
+    "AutoConfig": "configuration_hdlm.HdLMConfig",
+    "AutoModel": "modeling_hdlm.HdLMForCausalLM",
+    "AutoModelForCausalLM": "modeling_hdlm.HdLMForCausalLM",
+}
+STRATEGIES = ("greedy", "rank")
+
+
+@dataclass
+class HdLMOutput(ModelOutput):
+    """
+    Output of [`HdLMForCausalLM.forward`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*):
+            With `level_ids`: `sum_d level_loss_weights[d] * level_losses[d]`; otherwise the plain causal LM loss.
+        level_losses (`torch.FloatTensor` of shape `(num_levels,)`, *optional*):
+            Token-mean cross-entropy of each level over its own tokens (0 for a level absent from the batch).
+        logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`):
+            Logits of the final head (only the last `logits_to_keep` positions when that is set).
+        past_key_values (`Cache`, *optional*):
+            The key/value cache of the base model.
+    """
+
+    loss: torch.FloatTensor | None = None
+    level_losses: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    past_key_values: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class HierarchicalLevel:
+    """One decoded level: its text, tokens and log-probability, and the label for label levels."""
+
+    name: str
+    kind: str
+    text: str
+    token_ids: list[int]
+    score: float
+    label: str | None = None
+    top_labels: list[tuple[str, float]] | None = None
+    """With `top_k > 1`: the `top_k` best labels and their probabilities among the candidates."""
+    truncated: bool = False
+    """The level hit `max_new_tokens` before its end marker."""
+
+
+@dataclass
+class HierarchicalOutput:
+    """The hierarchical answer to one input, coarsest level first."""
+
+    levels: list[HierarchicalLevel] = field(default_factory=list)
+
+    @property
+    def path(self) -> list[str]:
+        return [level.text for level in self.levels]
+
+
+class HdLMRenderer:
+    """
+    Renders a query and its level answers to token ids, identically for training and for inference.
+
+    A sequence is `prompt | header_1 | " " answer_1 separator | ... | header_D | " " answer_D eos`. Each part is
+    tokenised on its own, so level boundaries never merge into one token. Headers are forced (never trained on);
+    answers and their end markers are the tokens of their level.
+    """
+
+    def __init__(self, config: HdLMConfig, tokenizer: PreTrainedTokenizerBase):
+        if tokenizer.eos_token_id is None:
+            raise ValueError("The tokenizer has no `eos_token_id`; HdLM ends the last level with EOS. Set one.")
+        if config.use_chat_template and tokenizer.chat_template is None:
+            raise ValueError(
+                "`config.use_chat_template` is True but the tokenizer has no chat template; pass the tokenizer the "
+                "model was trained with."
+            )
+        self.config = config
+        self.tokenizer = tokenizer
+        self.separator_ids = self._encode(config.level_separator)
+        self.eos_ids = [tokenizer.eos_token_id]
+        self.children = _taxonomy_children(config.taxonomy)
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def truncate_query(self, text: str) -> tuple[str, bool]:
+        """Cut the query to `config.max_query_tokens` tokens; says whether it was cut."""
+        limit = self.config.max_query_tokens
+        if limit is None:
+            return text, False
+        ids = self._encode(text)
+        if len(ids) <= limit:
+            return text, False
+        return self.tokenizer.decode(ids[:limit]), True
+
+    def prompt_ids(self, text: str) -> list[int]:
+        text, _ = self.truncate_query(text)
+        if self.config.use_chat_template:
+            message = {"role": "user", "content": f"{self.config.instruction}\n\n{text}"}
+            return list(
+                self.tokenizer.apply_chat_template([message], add_generation_prompt=True, tokenize=True)["input_ids"]
+            )
+        prompt = self.config.prompt_template.format(instruction=self.config.instruction, text=text)
+        return self.tokenizer(prompt)["input_ids"]
+
+    def candidates(self, level: int, parent: str | None) -> list[str]:
+        """The valid labels of a label level given the label chosen one level up (all roots for level 0)."""
+        return self.children.get((level, parent), [])
+
+    def header_ids(self, level: int, parent: str | None) -> list[int]:
+        name = self.config.level_names[level]
+        if self.config.show_candidates and self.config.level_kinds[level] == "label" and self.children:
+            header = self.config.candidates_header_template.format(
+                name=name, candidates=", ".join(self.candidates(level, parent))
+            )
+        else:
+            header = self.config.level_header_template.format(name=name)
+        return self._encode(header)
+
+    def end_ids(self, level: int) -> list[int]:
+        return self.eos_ids if level == self.config.num_levels - 1 else self.separator_ids
+
+    def answer_ids(self, level: int, answer: str) -> list[int]:
+        """The tokens of one level: the answer, then the level's end marker."""
+        return self._encode(" " + answer) + self.end_ids(level)
+
+    def encode_example(self, text: str, answers: Sequence[str]) -> tuple[list[int], list[int]]:
+        """Token ids of a full training sequence and their level ids (0 = no loss, d = level d)."""
+        input_ids = self.prompt_ids(text)
+        level_ids = [0] * len(input_ids)
+        parent = None
+        for level, answer in enumerate(answers):
+            header = self.header_ids(level, parent)
+            answer_ids = self.answer_ids(level, answer)
+            input_ids += header + answer_ids
+            level_ids += [0] * len(header) + [level + 1] * len(answer_ids)
+            parent = answer
+        return input_ids, level_ids
+
+
+def _taxonomy_children(taxonomy: list[list[str]] | None) -> dict[tuple[int, str | None], list[str]]:
+    """Map `(level, parent label)` to the sorted labels allowed below it (`parent` is None at level 0)."""
+    children: dict[tuple[int, str | None], set[str]] = {}
+    for path in taxonomy or []:
+        for level, label in enumerate(path):
+            children.setdefault((level, path[level - 1] if level else None), set()).add(label)
+    return {key: sorted(labels) for key, labels in children.items()}
+
+
+class _SkippedLayer(nn.Module):
+    """Stands in for a decoder layer outside the range being run; returns `replacement` or its input."""
+
+    def __init__(self, replacement: torch.Tensor | None = None):
+        super().__init__()
+        self.replacement = replacement
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return hidden_states if self.replacement is None else self.replacement
+
+
+def _cache_view(cache: Cache, run: range) -> Cache:
+    """
+    A view of `cache` in which each layer outside `run` is replaced by a run layer of the same type.
+
+    Layers outside the run are skipped and lag behind (or run ahead of) the others; the base model derives
+    mask sizes and positions from its first layer of each type, so those must answer for the layers that run.
+    Updates go to the shared layer objects, hence to `cache` itself.
+    """
+    view = copy.copy(cache)
+    view.layers = list(cache.layers)
+    representative = {}
+    for index in run:
+        representative.setdefault(type(cache.layers[index]), cache.layers[index])
+    for index, layer in enumerate(cache.layers):
+        if index not in run and type(layer) in representative:
+            view.layers[index] = representative[type(layer)]
+    return view
+
+
+class HdLMPreTrainedModel(PreTrainedModel):
+    config_class = HdLMConfig
+    config: HdLMConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+
+class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
+    """
+    A causal LM with one extra language head per intermediate level.
+
+    Level `d` is decoded from the output of decoder layer `config.level_layers[d]` through its own head (a copy of
+    the final head); the last level through the base model's own head. Training is one causal forward over
+    `[query; r_1; ...; r_D]`; inference decodes level `d` running only the first `level_layers[d]` layers.
+    """
+
+    def __init__(self, config: HdLMConfig):
+        super().__init__(config)
+        self.model = AutoModelForCausalLM.from_config(config.text_config)
+        self.level_heads = nn.ModuleDict({str(level): self._new_head() for level in config.head_levels})
+        self._layers_name = self._find_decoder_layers()
+        self.post_init()
+
+    def _new_head(self) -> nn.Linear:
+        final_head = self.model.get_output_embeddings()
+        return nn.Linear(
+            final_head.in_features, final_head.out_features, bias=final_head.bias is not None, dtype=self.model.dtype
+        )
+
+    def _find_decoder_layers(self) -> str:
+        num_layers = self.config.text_config.num_hidden_layers
+        for name, module in self.model.base_model.named_children():
+            if isinstance(module, nn.ModuleList) and len(module) == num_layers:
+                return f"model.base_model.{name}"
+        raise ValueError(
+            f"Could not find the {num_layers} decoder layers of {type(self.model).__name__}: HdLM expects its base "
+            "model to hold them in one `nn.ModuleList`."
+        )
+
+    @property
+    def decoder_layers(self) -> nn.ModuleList:
+        return self.get_submodule(self._layers_name)
+
+    @property
+    def final_norm(self) -> nn.Module:
+        """The base model's final norm: the first normalisation module registered after the decoder layers."""
+        seen_layers = False
+        for module in self.model.base_model.children():
+            if module is self.decoder_layers:
+                seen_layers = True
+            elif seen_layers and "norm" in type(module).__name__.lower():
+                return module
+        raise ValueError(
+            f"Could not find the final norm of {type(self.model).__name__}; set `apply_final_norm=False` to read "
+            "raw hidden states."
+        )
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.model.get_output_embeddings()
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.model.set_output_embeddings(value)
+
+    @classmethod
+    def from_base(
+        cls,
+        base: str | PreTrainedModel,
+        *,
+        level_layers: Sequence[int],
+        level_names: Sequence[str] | None = None,
+        level_kinds: Sequence[str] | None = None,
+        level_loss_weights: Sequence[float] | None = None,
+        taxonomy: Sequence[Sequence[str]] | None = None,
+        head_init: str = "copy",
+        apply_final_norm: bool = True,
+        base_kwargs: dict | None = None,
+        **config_kwargs,
+    ) -> "HdLMForCausalLM":
+        """
+        Adapt a pretrained causal LM into an HdLM.
+
+        Args:
+            base: a loaded causal LM, or a path / hub id loaded with `AutoModelForCausalLM.from_pretrained`
+                (`base_kwargs` are passed on, e.g. `dtype`).
+            level_layers, level_names, level_kinds, level_loss_weights, taxonomy, head_init, apply_final_norm:
+                see [`HdLMConfig`]; `config_kwargs` sets the other fields (rendering).
+        """
+        if isinstance(base, str):
+            base = AutoModelForCausalLM.from_pretrained(base, **(base_kwargs or {}))
+        config = HdLMConfig(
+            text_config=base.config,
+            level_layers=list(level_layers),
+            level_names=None if level_names is None else list(level_names),
+            level_kinds=None if level_kinds is None else list(level_kinds),
+            level_loss_weights=None if level_loss_weights is None else list(level_loss_weights),
+            taxonomy=None if taxonomy is None else [list(path) for path in taxonomy],
+            head_init=head_init,
+            apply_final_norm=apply_final_norm,
+            **config_kwargs,
+        )
+        config.auto_map = dict(AUTO_MAP)
+        config.dtype = base.dtype
+        with torch.device("meta"):
+            model = cls(config)
+        model.model = base
+        final_head = base.get_output_embeddings()
+        for level in config.head_levels:
+            head = nn.Linear(
+                final_head.in_features,
+                final_head.out_features,
+                bias=final_head.bias is not None,
+                device=final_head.weight.device,
+                dtype=final_head.weight.dtype,
+            )
+            if head_init == "copy":
+                head.load_state_dict({name: param.detach().clone() for name, param in final_head.named_parameters()})
+            else:
+                model._init_weights(head)
+            model.level_heads[str(level)] = head
+        model.generation_config = copy.deepcopy(base.generation_config)
+        model.name_or_path = base.name_or_path
+        model.post_init()
+        return model
+
+    def head_logits(self, level: int, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Logits of level `level`'s head for raw decoder-layer outputs `hidden_states`, in float32."""
+        is_final = str(level) not in self.level_heads
+        if is_final or self.config.apply_final_norm:
+            hidden_states = self.final_norm(hidden_states)
+        head = self.model.get_output_embeddings() if is_final else self.level_heads[str(level)]
+        logits = head(hidden_states).float()
+        softcap = getattr(self.config.text_config, "final_logit_softcapping", None)
+        if softcap is not None:
+            logits = torch.tanh(logits / softcap) * softcap
+        return logits
+
+    @contextlib.contextmanager
+    def _running_layers(
+        self, start: int, stop: int, capture: Sequence[int], injected: torch.Tensor | None = None
+    ) -> Iterator[dict[int, torch.Tensor]]:
+        """
+        Run only decoder layers `[start, stop)` (0-based) in the base forwards made inside the block.
+
+        The skipped layers before `start` hand over `injected` (the output of layer `start - 1`); those after
+        `stop` pass their input through. Yields a dict filled with the outputs of the layers in `capture`.
+        """
+        layers = self.decoder_layers
+        originals = list(layers)
+        captured: dict[int, torch.Tensor] = {}
+
+        def keep(index: int):
+            def hook(module: nn.Module, args: tuple, output: torch.Tensor | tuple) -> None:
+                captured[index] = output[0] if isinstance(output, tuple) else output
+
+            return hook
+
+        handles = [layers[index].register_forward_hook(keep(index)) for index in capture]
+        try:
+            for index in range(len(layers)):
+                if not start <= index < stop:
+                    layers[index] = _SkippedLayer(injected if index < start else None)
+            yield captured
+        finally:
+            for handle in handles:
+                handle.remove()
+            for index, module in enumerate(originals):
+                layers[index] = module
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        level_ids: torch.LongTensor | None = None,
+        num_items_in_level: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> HdLMOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Target token ids (-100 = ignored). With `level_ids`, they default to `input_ids`.
+        level_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            The level of each token: 0 for tokens without loss (prompt, headers, padding), `d` for the tokens of
+            level `d`, which head `d` predicts from the previous position. Without it the model is the plain
+            causal LM (the sft@K baseline).
+        num_items_in_level (`torch.Tensor` of shape `(num_levels,)`, *optional*):
+            Token count of each level over the whole (accumulated, all-process) batch, so that gradient
+            accumulation and data parallelism average each level over all its tokens. Defaults to this batch's.
+        """
+        if level_ids is None:
+            outputs = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                inputs_embeds=inputs_embeds,
+                labels=labels,
+                use_cache=use_cache,
+                logits_to_keep=logits_to_keep,
+                **kwargs,
+            )
+            return HdLMOutput(
+                loss=outputs.loss,
+                logits=outputs.logits,
+                past_key_values=outputs.past_key_values,
+                hidden_states=outputs.hidden_states,
+                attentions=outputs.attentions,
+            )
+
+        num_layers = self.config.text_config.num_hidden_layers
+        capture = sorted({layer - 1 for layer in self.config.level_layers})
+        with self._running_layers(0, num_layers, capture) as captured:
+            outputs = self.model.base_model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                inputs_embeds=inputs_embeds,
+                use_cache=use_cache,
+                **kwargs,
+            )
+        targets = (input_ids if labels is None else labels)[:, 1:]
+        level_of_target = level_ids[:, 1:].masked_fill(targets == -100, 0)
+        level_losses = []
+        for level, layer in enumerate(self.config.level_layers):
+            selected = level_of_target == level + 1
+            hidden = captured[layer - 1][:, :-1][selected]
+            logits = self.head_logits(level, hidden)
+            summed = F.cross_entropy(logits, targets[selected], reduction="sum")
+            count = selected.sum() if num_items_in_level is None else num_items_in_level[level]
+            level_losses.append(summed / count.clamp(min=1))
+        level_losses = torch.stack(level_losses)
+        weights = level_losses.new_tensor(self.config.level_loss_weights)
+        loss = (weights * level_losses).sum()
+
+        last_hidden = outputs.last_hidden_state
+        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.model.get_output_embeddings()(last_hidden[:, slice_indices])
+        return HdLMOutput(loss=loss, level_losses=level_losses, logits=logits, past_key_values=outputs.past_key_values)
+
+    def get_renderer(self, tokenizer: PreTrainedTokenizerBase) -> HdLMRenderer:
+        return HdLMRenderer(self.config, tokenizer)
+
+    @torch.no_grad()
+    def generate_hierarchical(
+        self,
+        inputs: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]],
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        *,
+        strategy: str = "greedy",
+        constrained: bool = True,
+        early_exit: bool = True,
+        max_new_tokens: int = 64,
+        top_k: int = 1,
+        batch_size: int = 8,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        repetition_penalty: float = 1.0,
+        generator: torch.Generator | None = None,
+        show_progress: bool = False,
+    ) -> list[HierarchicalOutput]:
+        """
+        Decode the hierarchical answer of each input, level by level.
+
+        Args:
+            inputs: a query, a list of queries, or already rendered prompt token ids (one list or a list of lists).
+            tokenizer: the model's tokenizer; loaded from `self.name_or_path` when omitted.
+            strategy: `"greedy"` decodes every level token by token; `"rank"` scores every candidate label of a
+                label level exactly (full log-likelihood) and keeps the best.
+            constrained: restrict label levels to the taxonomy's labels below the label chosen one level up.
+            early_exit: decode level `d` running only the first `level_layers[d]` layers, then fill the deeper
+                layers' cache in one parallel pass. Exact: the tokens equal those of `early_exit=False`.
+            max_new_tokens: the most tokens a level may take (its end marker included).
+            top_k: with `strategy="rank"`, also report the `top_k` best labels of each label level.
+            batch_size: inputs decoded together.
+            do_sample, temperature, top_p, repetition_penalty, generator: sampling for text levels.
+            show_progress: show a progress bar over batches.
+        """
+        if strategy not in STRATEGIES:
+            raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {strategy!r}.")
+        if top_k < 1 or (top_k > 1 and strategy != "rank"):
+            raise ValueError(f"`top_k={top_k}` needs `strategy='rank'` (greedy decoding yields one label per level).")
+        if strategy == "rank" and not (constrained and self.config.taxonomy):
+            raise ValueError(
+                "`strategy='rank'` ranks the taxonomy's labels: it needs `constrained=True` and a taxonomy."
+            )
+        if max_new_tokens < 1 or batch_size < 1:
+            raise ValueError(f"`max_new_tokens` and `batch_size` must be >= 1, got {max_new_tokens}, {batch_size}.")
+        renderer = self.get_renderer(tokenizer if tokenizer is not None else self._default_tokenizer())
+        prompts = _prompt_ids(inputs, renderer)
+        processors = LogitsProcessorList()
+        if repetition_penalty != 1.0:
+            processors.append(RepetitionPenaltyLogitsProcessor(repetition_penalty))
+        if do_sample:
+            processors.extend([TemperatureLogitsWarper(temperature), TopPLogitsWarper(top_p)])
+        decoder = _HierarchicalDecoder(
+            self,
+            renderer,
+            strategy=strategy,
+            constrained=constrained,
+            early_exit=early_exit,
+            max_new_tokens=max_new_tokens,
+            top_k=top_k,
+            processors=processors,
+            do_sample=do_sample,
+            generator=generator,
+        )
+        starts = range(0, len(prompts), batch_size)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="Decoding", unit="batch")
+        results: list[HierarchicalOutput] = []
+        for start in starts:
+            results.extend(decoder.decode(prompts[start : start + batch_size]))
+        return results
+
+    def _default_tokenizer(self) -> PreTrainedTokenizerBase:
+        if not self.name_or_path:
+            raise ValueError("Pass `tokenizer=`: this model was not loaded from a directory holding one.")
+        return AutoTokenizer.from_pretrained(self.name_or_path)
+
+
+def _prompt_ids(
+    inputs: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]], renderer: HdLMRenderer
+) -> list[list[int]]:
+    if isinstance(inputs, torch.Tensor):
+        inputs = inputs.tolist()
+    if isinstance(inputs, str):
+        return [renderer.prompt_ids(inputs)]
+    if not inputs:
+        raise ValueError("`inputs` is empty.")
+    if all(isinstance(item, int) for item in inputs):
+        return [list(inputs)]
+    if all(isinstance(item, str) for item in inputs):
+        return [renderer.prompt_ids(item) for item in inputs]
+    if all(isinstance(item, (list, tuple)) and all(isinstance(t, int) for t in item) for item in inputs):
+        return [list(item) for item in inputs]
+    raise ValueError("`inputs` must be a string, a list of strings, a list of token ids or a list of such lists.")
+
+
+def _select_rows(cache: Cache, rows: torch.Tensor) -> Cache:
+    """A new cache holding `rows` of `cache` (rows may repeat); `cache` itself is left as it is."""
+    selected = copy.copy(cache)
+    selected.layers = [copy.copy(layer) for layer in cache.layers]
+    selected.batch_select_indices(rows)
+    return selected
+
+
+class _HierarchicalDecoder:
+    """
+    Decodes batches of prompts level by level on one shared key/value cache.
+
+    State per batch: the cache, and per column of it the attention mask and position id. With early exit, the
+    tokens of level `d` go through the first `k_d` layers only; the deeper layers lag behind until `_fill` runs
+    them over the level's tokens, from the saved outputs of layer `k_d`, in one parallel pass.
+    """
+
+    def __init__(
+        self,
+        model: HdLMForCausalLM,
+        renderer: HdLMRenderer,
+        *,
+        strategy: str,
+        constrained: bool,
+        early_exit: bool,
+        max_new_tokens: int,
+        top_k: int,
+        processors: LogitsProcessorList,
+        do_sample: bool,
+        generator: torch.Generator | None,
+    ):
+        self.model = model
+        self.config = model.config
+        self.renderer = renderer
+        self.strategy = strategy
+        self.constrained = constrained and bool(self.config.taxonomy)
+        self.early_exit = early_exit
+        self.max_new_tokens = max_new_tokens
+        self.top_k = top_k
+        self.processors = processors
+        self.do_sample = do_sample
+        self.generator = generator
+        self.num_layers = self.config.text_config.num_hidden_layers
+        tokenizer = renderer.tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.device = model.get_input_embeddings().weight.device
+        self.rank_chunk = 16
+
+    def decode(self, prompts: list[list[int]]) -> list[HierarchicalOutput]:
+        batch = len(prompts)
+        self.cache = DynamicCache(config=self.config.text_config)
+        self.attention_mask = torch.zeros(batch, 0, dtype=torch.long, device=self.device)
+        self.positions = torch.zeros(batch, 0, dtype=torch.long, device=self.device)
+        outputs = [HierarchicalOutput() for _ in range(batch)]
+        parents: list[str | None] = [None] * batch
+        pending = prompts
+        for level, layer in enumerate(self.config.level_layers):
+            pending = [row + self.renderer.header_ids(level, parent) for row, parent in zip(pending, parents)]
+            hidden = self._append(pending, self.num_layers, capture=layer - 1)[:, -1]
+            if self.config.level_kinds[level] == "label" and self.strategy == "rank":
+                decoded = self._rank_level(level, parents, hidden)
+                pending = [item.token_ids for item in decoded]
+            else:
+                decoded, pending = self._decode_level(level, parents, hidden)
+            for output, item in zip(outputs, decoded):
+                output.levels.append(item)
+            parents = [item.label if item.label is not None else item.text for item in decoded]
+        return outputs
+
+    # -- the shared cache ---------------------------------------------------------------------------------------
+
+    def _append(self, tokens: list[list[int]], stop: int, capture: int) -> torch.Tensor:
+        """
+        Feed one new segment per row, left-padded to a common length, through layers `[0, stop)`.
+
+        Returns the output of layer `capture` at the segment's columns, `(batch, length, hidden)`.
+        """
+        length = max(len(row) for row in tokens)
+        ids = torch.tensor([[self.pad_id] * (length - len(row)) + row for row in tokens], device=self.device)
+        new_mask = torch.tensor([[0] * (length - len(row)) + [1] * len(row) for row in tokens], device=self.device)
+        next_position = self.attention_mask.sum(1, keepdim=True)
+        new_positions = (next_position + new_mask.cumsum(1) - 1).clamp(min=0)
+        self.attention_mask = torch.cat([self.attention_mask, new_mask], dim=1)
+        self.positions = torch.cat([self.positions, new_positions], dim=1)
+        return self._run(ids, 0, stop, capture, new_positions, self.cache)
+
+    def _fill(self, start: int, hidden: torch.Tensor) -> None:
+        """Run layers `[start, K)` over the last `hidden.shape[1]` columns, from layer `start - 1`'s `hidden`."""
+        length = hidden.shape[1]
+        ids = torch.full(hidden.shape[:2], self.pad_id, device=self.device)
+        self._run(ids, start, self.num_layers, None, self.positions[:, -length:], self.cache, injected=hidden)
+
+    def _run(
+        self,
+        ids: torch.Tensor,
+        start: int,
+        stop: int,
+        capture: int | None,
+        positions: torch.Tensor,
+        cache: Cache,
+        attention_mask: torch.Tensor | None = None,
+        injected: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        capture_at = [] if capture is None else [capture]
+        with self.model._running_layers(start, stop, capture_at, injected) as captured:
+            self.model.model.base_model(
+                input_ids=ids,
+                attention_mask=self.attention_mask if attention_mask is None else attention_mask,
+                position_ids=positions,
+                past_key_values=_cache_view(cache, range(start, stop)),
+                use_cache=True,
+            )
+        return None if capture is None else captured[capture]
+
+    # -- one level ----------------------------------------------------------------------------------------------
+
+    def _decode_level(
+        self, level: int, parents: list[str | None], hidden: torch.Tensor
+    ) -> tuple[list[HierarchicalLevel], list[list[int]]]:
+        """
+        Decode one level token by token from `hidden`, the output of layer `k_d` at the last column.
+
+        Label levels under constraints follow a prefix trie of the valid labels below each row's parent; other
+        levels stop at their end marker or after `max_new_tokens`. Returns the decoded levels and, per row, the
+        tokens chosen but not yet fed to the cache (they open the next level's first segment).
+        """
+        layer = self.config.level_layers[level]
+        stop = layer if self.early_exit else self.num_layers
+        batch = len(parents)
+        end_ids = self.renderer.end_ids(level)
+        constrained = self.constrained and self.config.level_kinds[level] == "label"
+        nodes = [self._label_trie(level, parent) for parent in parents] if constrained else None
+        tokens: list[list[int]] = [[] for _ in range(batch)]
+        scores = [0.0] * batch
+        active = [True] * batch
+        segment: list[torch.Tensor] = []
+        while True:
+            logits = self.model.head_logits(level, hidden)
+            log_probs = logits.log_softmax(-1)
+            chosen = self._choose(logits, tokens, nodes).tolist()
+            was_active = list(active)
+            for row in range(batch):
+                if not active[row]:
+                    continue
+                tokens[row].append(chosen[row])
+                scores[row] += float(log_probs[row, chosen[row]])
+                if nodes is not None:
+                    nodes[row] = nodes[row][chosen[row]]
+                    active[row] = None not in nodes[row]
+                else:
+                    ended = tokens[row][-len(end_ids) :] == end_ids
+                    active[row] = not ended and len(tokens[row]) < self.max_new_tokens
+            fed = [[tokens[row][-1]] if was_active[row] else [] for row in range(batch)]
+            if not any(active):
+                break
+            hidden = self._append(fed, stop, capture=layer - 1)
+            segment.append(hidden)
+            hidden = hidden[:, -1]
+        if stop < self.num_layers and segment and level < self.config.num_levels - 1:
+            self._fill(stop, torch.cat(segment, dim=1))
+        return self._decoded(level, tokens, scores, nodes), fed
+
+    def _choose(self, logits: torch.Tensor, tokens: list[list[int]], nodes: list[dict] | None) -> torch.Tensor:
+        """The next token of each row: the best allowed by its trie node, or greedy / sampled."""
+        if nodes is not None:
+            allowed = torch.zeros_like(logits, dtype=torch.bool)
+            for row, node in enumerate(nodes):
+                allowed[row, [token for token in node if token is not None]] = True
+            return logits.masked_fill(~allowed, float("-inf")).argmax(-1)
+        if self.processors:
+            logits = torch.cat(
+                [
+                    self.processors(torch.tensor([row_tokens], device=self.device), row_logits[None])
+                    for row_tokens, row_logits in zip(tokens, logits)
+                ]
+            )
+        if self.do_sample:
+            return torch.multinomial(logits.softmax(-1), 1, generator=self.generator).squeeze(-1)
+        return logits.argmax(-1)
+
+    def _label_trie(self, level: int, parent: str | None) -> dict:
+        """Prefix tree over the token ids (answer and end marker) of the valid labels below `parent`."""
+        root: dict = {}
+        for label in self._candidates(level, parent):
+            node = root
+            for token in self.renderer.answer_ids(level, label):
+                node = node.setdefault(token, {})
+            node[None] = label
+        return root
+
+    def _decoded(
+        self, level: int, tokens: list[list[int]], scores: list[float], nodes: list[dict] | None
+    ) -> list[HierarchicalLevel]:
+        name, kind = self.config.level_names[level], self.config.level_kinds[level]
+        end_ids = self.renderer.end_ids(level)
+        decoded = []
+        for row, (row_tokens, score) in enumerate(zip(tokens, scores)):
+            if nodes is not None:
+                label = nodes[row][None]
+                decoded.append(HierarchicalLevel(name, kind, label, row_tokens, score, label=label))
+                continue
+            ended = row_tokens[-len(end_ids) :] == end_ids
+            answer = row_tokens[: -len(end_ids)] if ended else row_tokens
+            text = self.renderer.tokenizer.decode(answer, skip_special_tokens=True).strip()
+            label = text if kind == "label" else None
+            decoded.append(HierarchicalLevel(name, kind, text, row_tokens, score, label=label, truncated=not ended))
+        return decoded
+
+    def _rank_level(self, level: int, parents: list[str | None], hidden: torch.Tensor) -> list[HierarchicalLevel]:
+        """
+        Score every candidate label of each row exactly (the sum of its tokens' log-probabilities) and keep the best.
+
+        Candidates run batched on copies of the rows' cache, through the first `k_d` layers with early exit.
+        """
+        layer = self.config.level_layers[level]
+        stop = layer if self.early_exit else self.num_layers
+        candidates = [(row, label) for row, parent in enumerate(parents) for label in self._candidates(level, parent)]
+        scores: list[float] = []
+        for start in range(0, len(candidates), self.rank_chunk):
+            chunk = candidates[start : start + self.rank_chunk]
+            rows = torch.tensor([row for row, _ in chunk], device=self.device)
+            answers = [self.renderer.answer_ids(level, label) for _, label in chunk]
+            length = max(len(ids) for ids in answers)
+            ids = torch.tensor([ids + [self.pad_id] * (length - len(ids)) for ids in answers], device=self.device)
+            mask = torch.tensor([[1] * len(ids) + [0] * (length - len(ids)) for ids in answers], device=self.device)
+            history = self.attention_mask[rows]
+            positions = history.sum(1, keepdim=True) + torch.arange(length, device=self.device)
+            outputs = self._run(
+                ids,
+                0,
+                stop,
+                layer - 1,
+                positions,
+                _select_rows(self.cache, rows),
+                attention_mask=torch.cat([history, mask], dim=1),
+            )
+            predicting = torch.cat([hidden[rows, None], outputs[:, :-1]], dim=1)
+            logits = self.model.head_logits(level, predicting)
+            token_log_probs = logits.gather(-1, ids[..., None]).squeeze(-1) - logits.logsumexp(-1)
+            scores.extend((token_log_probs * mask).sum(1).tolist())
+        name = self.config.level_names[level]
+        decoded = []
+        for row in range(len(parents)):
+            ranked = sorted(
+                ((score, label) for (r, label), score in zip(candidates, scores) if r == row), reverse=True
+            )
+            probabilities = torch.tensor([score for score, _ in ranked]).softmax(0).tolist()
+            best_score, best = ranked[0]
+            top = [(label, p) for (_, label), p in zip(ranked, probabilities)][: self.top_k]
+            decoded.append(
+                HierarchicalLevel(
+                    name,
+                    "label",
+                    best,
+                    self.renderer.answer_ids(level, best),
+                    best_score,
+                    label=best,
+                    top_labels=top if self.top_k > 1 else None,
+                )
+            )
+        return decoded
+
+    def _candidates(self, level: int, parent: str | None) -> list[str]:
+        candidates = self.renderer.candidates(level, parent)
+        if not candidates:
+            raise ValueError(
+                f"No valid label at level {level + 1} ({self.config.level_names[level]!r}) below {parent!r}: "
+                "the taxonomy does not list it."
+            )
+        return candidates

@@ -1,0 +1,117 @@
+"""Shared fixtures: a real byte-level BPE tokenizer trained here, and tiny random base models built from configs."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from configuration_hdlm import HdLMConfig  # noqa: E402
+from modeling_hdlm import HdLMForCausalLM  # noqa: E402
+
+SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>"]
+CORPUS = [
+    "Answer with the topic, then the subtopic, then the leaf.",
+    "topic: Science\nsubtopic: Physics\nleaf: Optics",
+    "Sports Tennis Football Arts Music Painting Biology Chemistry Quantum mechanics",
+    "The quick brown fox jumps over the lazy dog. A reply: thank you, I understand how you feel.",
+    "strategy: Question\nreply: Hi, how are you today?",
+] * 20
+
+TAXONOMY_2 = [
+    ["Science", "Physics"],
+    ["Science", "Biology"],
+    ["Science", "Chemistry"],
+    ["Sports", "Tennis"],
+    ["Sports", "Football"],
+    ["Arts", "Music"],
+]
+TAXONOMY_3 = [
+    ["Science", "Physics", "Optics"],
+    ["Science", "Physics", "Quantum mechanics"],
+    ["Science", "Biology", "Genetics"],
+    ["Sports", "Tennis", "Grand slam"],
+    ["Sports", "Football", "World cup"],
+    ["Sports", "Football", "League"],
+    ["Arts", "Music", "Jazz"],
+]
+
+FAMILIES = {
+    "llama": dict(model_type="llama", num_key_value_heads=2, tie_word_embeddings=False),
+    "qwen2": dict(model_type="qwen2", num_key_value_heads=2, tie_word_embeddings=True),
+    "gemma3_text": dict(
+        model_type="gemma3_text",
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=8,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+        tie_word_embeddings=True,
+    ),
+    "gpt2_tied": dict(model_type="gpt2", tie_word_embeddings=True),
+    "gpt2_untied": dict(model_type="gpt2", tie_word_embeddings=False),
+}
+
+
+def train_tokenizer() -> PreTrainedTokenizerFast:
+    """A real byte-level BPE tokenizer trained on a small corpus (no hub needed)."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(CORPUS, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", padding_side="left"
+    )
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> PreTrainedTokenizerFast:
+    return train_tokenizer()
+
+
+def tiny_base(family: str, tokenizer: PreTrainedTokenizerFast, num_layers: int = 4, seed: int = 0):
+    """A tiny random causal LM of `family` whose vocabulary matches `tokenizer`."""
+    from transformers import AutoConfig
+
+    settings = dict(FAMILIES[family])
+    model_type = settings.pop("model_type")
+    sizes = (
+        dict(n_embd=32, n_layer=num_layers, n_head=2, n_positions=256)
+        if model_type == "gpt2"
+        else dict(hidden_size=32, intermediate_size=64, num_hidden_layers=num_layers, num_attention_heads=2)
+    )
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **sizes,
+        **settings,
+    )
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float64).eval()
+
+
+def tiny_hdlm(family: str, tokenizer, taxonomy=TAXONOMY_2, level_layers=None, kinds=None, **kwargs) -> HdLMForCausalLM:
+    depth = len(taxonomy[0]) if kinds is None else len(kinds)
+    names = ["topic", "subtopic", "leaf"][:depth]
+    level_layers = level_layers or ([2, 4] if depth == 2 else [1, 3, 4])
+    return HdLMForCausalLM.from_base(
+        tiny_base(family, tokenizer),
+        level_layers=level_layers,
+        level_names=names,
+        level_kinds=kinds,
+        taxonomy=taxonomy,
+        **kwargs,
+    ).eval()
+
+
+__all__ = ["HdLMConfig", "HdLMForCausalLM", "tiny_base", "tiny_hdlm", "train_tokenizer"]
