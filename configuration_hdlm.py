@@ -181,4 +181,6 @@ class HdLMConfig(PreTrainedConfig):
                     )
 
 
+HdLMConfig.register_for_auto_class()
+
 __all__ = ["HdLMConfig"]

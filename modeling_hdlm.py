@@ -346,16 +346,16 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             model.level_heads[str(level)] = head
         model.generation_config = copy.deepcopy(base.generation_config)
         model.name_or_path = base.name_or_path
-        model.post_init()
         return model
 
     def head_logits(self, level: int, hidden_states: torch.Tensor) -> torch.Tensor:
-        """Logits of level `level`'s head for raw decoder-layer outputs `hidden_states`, in float32."""
+        """Logits of level `level`'s head for raw decoder-layer outputs `hidden_states`, in float32 at least."""
         is_final = str(level) not in self.level_heads
         if is_final or self.config.apply_final_norm:
             hidden_states = self.final_norm(hidden_states)
         head = self.model.get_output_embeddings() if is_final else self.level_heads[str(level)]
-        logits = head(hidden_states).float()
+        logits = head(hidden_states)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         softcap = getattr(self.config.text_config, "final_logit_softcapping", None)
         if softcap is not None:
             logits = torch.tanh(logits / softcap) * softcap
@@ -550,7 +550,11 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
     def _default_tokenizer(self) -> PreTrainedTokenizerBase:
         if not self.name_or_path:
             raise ValueError("Pass `tokenizer=`: this model was not loaded from a directory holding one.")
-        return AutoTokenizer.from_pretrained(self.name_or_path)
+        # The model's own directory: its code is already trusted, and the tokenizer's config points at it.
+        return AutoTokenizer.from_pretrained(self.name_or_path, trust_remote_code=True)
+
+
+HdLMForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 
 
 def _prompt_ids(

@@ -1,0 +1,21 @@
+"""Loading and validating hierarchical data sets (before tokenisation)."""
+
+from .loading import (
+    LEVEL_KINDS,
+    HierarchicalDataError,
+    collect_taxonomy,
+    load_dbpedia_csv,
+    load_hierarchical_dataset,
+    load_wos_data_txt,
+    standard_wos_split,
+)
+
+__all__ = [
+    "LEVEL_KINDS",
+    "HierarchicalDataError",
+    "collect_taxonomy",
+    "load_dbpedia_csv",
+    "load_hierarchical_dataset",
+    "load_wos_data_txt",
+    "standard_wos_split",
+]

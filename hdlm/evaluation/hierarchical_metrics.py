@@ -1,0 +1,253 @@
+"""Metrics for hierarchical classification, computed from predicted and reference label paths.
+
+A label path lists one label per level, coarsest first (`["Computer Science", "Machine learning"]`). Paths may have
+different depths. Internally a label is the pair `(level, name)`, so the same name at two levels (an "Other" under
+level 1 and an "Other" under level 2) is two different labels.
+
+Two published protocols disagree on what "Micro-F1" means for hierarchical text classification, and their numbers
+are not comparable, so both are reported:
+
+- the flattened all-label protocol of HiAGM, HGCLR and HPT (`flat_*`): a document's label set is the set of every
+  label on its path, scored as multi-label classification;
+- the joined-path protocol of the HdLM authors' code (`path_*`): the whole path is one class, so its micro-F1 is the
+  exact path accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+from sklearn.preprocessing import MultiLabelBinarizer
+
+LabelPath = tuple[str, ...]
+Label = tuple[int, str]
+Edge = tuple[Label, Label]
+
+# Class id of "no label here": a prediction shorter than its reference, or a reference shorter than its prediction.
+# It is never one of the classes that F1 averages over, so it only ever counts as a false negative or false positive.
+_MISSING = -1
+
+
+def check_label_paths(paths: Sequence[Sequence[str]], name: str, *, allow_empty: bool) -> list[LabelPath]:
+    """Validate a list of label paths and return it as a list of tuples.
+
+    Args:
+        paths: The label paths, one per document, coarsest level first.
+        name: The argument name used in error messages.
+        allow_empty: Whether a path may hold no label at all (an empty prediction may; a reference may not).
+
+    Raises:
+        ValueError: If `paths` is not a list, or one of its paths is not a list of strings (the message names its
+            index), or a path is empty while `allow_empty` is False.
+    """
+    if isinstance(paths, str) or not isinstance(paths, Sequence):
+        raise ValueError(f"`{name}` must be a list of label paths, got {type(paths).__name__}.")
+    checked = []
+    for index, path in enumerate(paths):
+        if (
+            isinstance(path, str)
+            or not isinstance(path, Sequence)
+            or not all(isinstance(label, str) for label in path)
+        ):
+            raise ValueError(f"`{name}[{index}]` is not a list of strings: {path!r}.")
+        if not path and not allow_empty:
+            raise ValueError(f"`{name}[{index}]` is an empty label path.")
+        checked.append(tuple(path))
+    return checked
+
+
+def path_labels(path: LabelPath) -> set[Label]:
+    """Return the labels of a path keyed by level: `["A", "b"]` -> `{(1, "A"), (2, "b")}`."""
+    return {(level, name) for level, name in enumerate(path, start=1)}
+
+
+def path_edges(path: LabelPath) -> set[Edge]:
+    """Return the parent -> child edges of a path: `["A", "b"]` -> `{((1, "A"), (2, "b"))}`."""
+    return {((level, path[level - 1]), (level + 1, path[level])) for level in range(1, len(path))}
+
+
+def _union(sets: Iterable[set]) -> set:
+    return set().union(*sets)
+
+
+def _ancestors(label: Label, parents: dict[Label, set[Label]]) -> set[Label]:
+    """All ancestors of `label` in the graph given by `parents` (a DAG, since edges always go one level down)."""
+    found: set[Label] = set()
+    stack = [label]
+    while stack:
+        for parent in parents.get(stack.pop(), ()):
+            if parent not in found:
+                found.add(parent)
+                stack.append(parent)
+    return found
+
+
+def _encode(path: LabelPath, level: int, vocabulary: dict[str, int]) -> int:
+    """Class id of the label of `path` at `level` (1-based), or `_MISSING` when the path is shorter."""
+    if len(path) < level:
+        return _MISSING
+    return vocabulary.setdefault(path[level - 1], len(vocabulary))
+
+
+def _single_label_scores(y_true: list[int], y_pred: list[int], num_classes: int) -> tuple[float, float]:
+    """Micro and macro F1 over the classes `0 .. num_classes - 1`; `_MISSING` is excluded from the class list."""
+    classes = list(range(num_classes))
+    micro = f1_score(y_true, y_pred, labels=classes, average="micro", zero_division=0)
+    macro = f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)
+    return float(micro), float(macro)
+
+
+def _level_scores(predictions: list[LabelPath], references: list[LabelPath], level: int) -> dict[str, float]:
+    vocabulary: dict[str, int] = {}
+    y_true, y_pred = [], []
+    for prediction, reference in zip(predictions, references, strict=True):
+        if len(reference) >= level or len(prediction) >= level:
+            y_true.append(_encode(reference, level, vocabulary))
+            y_pred.append(_encode(prediction, level, vocabulary))
+    y_true_array, y_pred_array = np.array(y_true), np.array(y_pred)
+    has_reference = y_true_array != _MISSING
+    micro, macro = _single_label_scores(y_true, y_pred, len(vocabulary))
+    return {
+        f"level_{level}_accuracy": float(accuracy_score(y_true_array[has_reference], y_pred_array[has_reference])),
+        f"level_{level}_micro_f1": micro,
+        f"level_{level}_macro_f1": macro,
+    }
+
+
+def _path_scores(predictions: list[LabelPath], references: list[LabelPath]) -> dict[str, float]:
+    vocabulary: dict[LabelPath, int] = {}
+    y_true = [vocabulary.setdefault(reference, len(vocabulary)) for reference in references]
+    y_pred = [
+        vocabulary.setdefault(prediction, len(vocabulary)) if prediction else _MISSING for prediction in predictions
+    ]
+    micro, macro = _single_label_scores(y_true, y_pred, len(vocabulary))
+    return {
+        "path_accuracy": float(accuracy_score(y_true, y_pred)),
+        "path_micro_f1": micro,
+        "path_macro_f1": macro,
+    }
+
+
+def compute_hierarchical_metrics(
+    predictions: Sequence[Sequence[str]],
+    references: Sequence[Sequence[str]],
+    taxonomy: Sequence[Sequence[str]] | None = None,
+) -> dict[str, float]:
+    """Score predicted label paths against reference label paths under every common protocol.
+
+    Notation: document `i` has reference path `r_i` and predicted path `p_i`; `L(x)` is the set of `(level, name)`
+    labels of path `x`; `D` is the depth of the deepest reference. All scores lie in [0, 1], and a ratio whose
+    denominator is 0 counts as 0 (as in HiAGM's evaluation).
+
+    Per level `d = 1 .. D` (`level_{d}_accuracy`, `level_{d}_micro_f1`, `level_{d}_macro_f1`): the documents whose
+    reference or prediction has a label at level `d`, each a single-label decision.
+
+    - A prediction shorter than its reference at level `d` is a *missing label*: a false negative for the reference
+      label and a false positive for no label. A prediction deeper than its reference adds a false positive only.
+    - `accuracy = #{i : r_i has level d and p_i[d] = r_i[d]} / #{i : r_i has level d}` (missing = wrong).
+    - `micro_f1 = 2 TP / (2 TP + FP + FN)` summed over the level's labels; it equals the accuracy unless labels are
+      missing or extra. `macro_f1` is the mean of the per-label F1 over the labels seen at that level in references or
+      predictions. Levels are scored independently: `p_i[d] = r_i[d]` counts even when the parents differ.
+
+    Flattened all-label protocol (HiAGM / HGCLR / HPT; `flat_micro_f1`, `flat_macro_f1`): multi-label classification
+    of `L(p_i)` against `L(r_i)`. `flat_micro_f1 = 2 TP / (2 TP + FP + FN)` summed over all labels;
+    `flat_macro_f1` is the mean per-label F1 over every label of `taxonomy` when it is given (labels absent from the
+    test set score 0, as HiAGM's evaluation does), else over the labels seen in references or predictions. Predicted
+    labels unknown to the taxonomy still count as false positives in `flat_micro_f1`.
+
+    Joined-path protocol (the HdLM authors' code; `path_accuracy`, `path_micro_f1`, `path_macro_f1`): the whole path
+    ("L1-L2-...") is one class. `path_accuracy = #{i : p_i = r_i} / N`. F1 is computed as per level, with the paths
+    seen in references or predictions as classes and an empty predicted path as a missing label, so
+    `path_micro_f1 = path_accuracy` whenever no predicted path is empty.
+
+    Hierarchical precision, recall and F1 (Kiritchenko et al., 2005; `hierarchical_precision`,
+    `hierarchical_recall`, `hierarchical_f1`): each label set is augmented with all ancestors of its labels in the
+    label graph, `A(x) = L(x) ∪ ancestors(L(x))`, then `hP = Σ|A(p_i) ∩ A(r_i)| / Σ|A(p_i)|`,
+    `hR = Σ|A(p_i) ∩ A(r_i)| / Σ|A(r_i)|`, `hF = 2 hP hR / (hP + hR)`. For a path consistent with a tree,
+    `A(x) = L(x)`; an inconsistent prediction `[A, b]` with `b` a child of `B` gets credit for `B`. A name used under
+    several parents at one level is one label with several parents (a DAG), so it brings every one of them; give such
+    labels distinct names (e.g. "A/Other") when they are distinct classes.
+
+    `inconsistency_rate = #{i : p_i has a parent -> child edge not in the label graph} / N`.
+
+    The label graph is the set of parent -> child edges of `taxonomy` when it is given; otherwise it is derived from
+    the reference paths, so a predicted edge that no reference uses counts as inconsistent.
+
+    Args:
+        predictions: Predicted label paths, one per document, coarsest level first. A path may be shorter or longer
+            than its reference, or empty.
+        references: Reference label paths, one per document, coarsest level first; none may be empty.
+        taxonomy: Every label path of the taxonomy (its leaves' paths suffice); defines the valid labels per level and
+            the valid parent -> child edges. Every reference must be a path of it.
+
+    Returns:
+        A flat dict: `level_{d}_accuracy`, `level_{d}_micro_f1`, `level_{d}_macro_f1` for `d = 1 .. D`, then
+        `flat_micro_f1`, `flat_macro_f1`, `path_accuracy`, `path_micro_f1`, `path_macro_f1`,
+        `hierarchical_precision`, `hierarchical_recall`, `hierarchical_f1` and `inconsistency_rate`.
+
+    Raises:
+        ValueError: On a path that is not a list of strings, an empty reference path, no references at all,
+            `predictions` and `references` of different lengths, or a reference that is not a path of `taxonomy`.
+    """
+    predictions = check_label_paths(predictions, "predictions", allow_empty=True)
+    references = check_label_paths(references, "references", allow_empty=False)
+    if not references:
+        raise ValueError("`references` is empty: there is nothing to evaluate.")
+    if len(predictions) != len(references):
+        raise ValueError(f"`predictions` and `references` differ in length: {len(predictions)} != {len(references)}.")
+
+    if taxonomy is None:
+        taxonomy_labels: set[Label] = set()
+        graph_edges = _union(path_edges(reference) for reference in references)
+    else:
+        taxonomy_paths = check_label_paths(taxonomy, "taxonomy", allow_empty=False)
+        if not taxonomy_paths:
+            raise ValueError("`taxonomy` is empty: pass None to derive the label graph from the references.")
+        taxonomy_labels = _union(path_labels(path) for path in taxonomy_paths)
+        graph_edges = _union(path_edges(path) for path in taxonomy_paths)
+        for index, reference in enumerate(references):
+            if not path_labels(reference) <= taxonomy_labels or not path_edges(reference) <= graph_edges:
+                raise ValueError(f"`references[{index}]` is not a path of the taxonomy: {list(reference)!r}.")
+
+    metrics: dict[str, float] = {}
+    for level in range(1, max(len(reference) for reference in references) + 1):
+        metrics.update(_level_scores(predictions, references, level))
+
+    true_sets = [path_labels(reference) for reference in references]
+    pred_sets = [path_labels(prediction) for prediction in predictions]
+    label_ids = {label: index for index, label in enumerate(sorted(taxonomy_labels | _union(true_sets + pred_sets)))}
+    binarizer = MultiLabelBinarizer(classes=list(range(len(label_ids)))).fit([])
+
+    def binarize(label_sets: list[set[Label]]) -> np.ndarray:
+        return binarizer.transform([[label_ids[label] for label in labels] for labels in label_sets])
+
+    y_true, y_pred = binarize(true_sets), binarize(pred_sets)
+    macro_labels = taxonomy_labels if taxonomy is not None else label_ids
+    metrics["flat_micro_f1"] = float(f1_score(y_true, y_pred, average="micro", zero_division=0))
+    metrics["flat_macro_f1"] = float(
+        f1_score(y_true, y_pred, labels=[label_ids[label] for label in macro_labels], average="macro", zero_division=0)
+    )
+
+    metrics.update(_path_scores(predictions, references))
+
+    parents: dict[Label, set[Label]] = {}
+    for parent, child in graph_edges:
+        parents.setdefault(child, set()).add(parent)
+
+    def augment(labels: set[Label]) -> set[Label]:
+        return labels | _union(_ancestors(label, parents) for label in labels)
+
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        binarize([augment(labels) for labels in true_sets]),
+        binarize([augment(labels) for labels in pred_sets]),
+        average="micro",
+        zero_division=0,
+    )
+    metrics["hierarchical_precision"] = float(precision)
+    metrics["hierarchical_recall"] = float(recall)
+    metrics["hierarchical_f1"] = float(f1)
+
+    metrics["inconsistency_rate"] = float(np.mean([bool(path_edges(p) - graph_edges) for p in predictions]))
+    return metrics

@@ -1,0 +1,171 @@
+"""Hand-computed checks of `compute_hierarchical_metrics`, cross-checked against scikit-learn where they coincide."""
+
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.preprocessing import MultiLabelBinarizer
+
+from hdlm.evaluation.hierarchical_metrics import compute_hierarchical_metrics
+
+# Taxonomy A -> {a1, a2}, B -> {b1, b2}, C -> {c1}, D -> {d1}; D never occurs in the data.
+TAXONOMY = [["A", "a1"], ["A", "a2"], ["B", "b1"], ["B", "b2"], ["C", "c1"], ["D", "d1"]]
+REFERENCES = [["A", "a1"], ["A", "a2"], ["B", "b1"], ["B", "b2"], ["C", "c1"]]
+PREDICTIONS = [
+    ["A", "a1"],  # right
+    ["A", "a1"],  # right level 1, wrong level 2
+    ["A", "b1"],  # wrong level 1, right level 2: inconsistent (A -> b1 is no edge)
+    ["B"],  # right level 1, level 2 missing
+    ["C", "c1"],  # right
+]
+
+# Level 1: true A A B B C, predicted A A A B C -> 4 / 5 right, nothing missing.
+#   A: TP 2, FP 1, FN 0 -> F1 = 4 / 5; B: TP 1, FN 1 -> 2 / 3; C: 1.  macro = (4/5 + 2/3 + 1) / 3 = 37 / 45.
+# Level 2: true a1 a2 b1 b2 c1, predicted a1 a1 b1 - c1 -> 3 / 5 right.
+#   micro: TP 3, FP 1 (a1 for a2), FN 2 (a2, b2; the missing one is no FP) -> 6 / 9.
+#   a1: TP 1, FP 1 -> 2 / 3; a2: 0; b1: 1; b2: 0; c1: 1.  macro = (2/3 + 1 + 1) / 5 = 8 / 15.
+# Flat: true sets have 10 labels, predicted sets 9; TP = 2 + 1 + 1 (b1) + 1 + 2 = 7, FP 2, FN 3 -> 14 / 19.
+#   per label: A 4/5, B 2/3, C 1, a1 2/3, a2 0, b1 1, b2 0, c1 1 -> sum 77 / 15.
+#   macro over the 10 taxonomy labels (D, d1 score 0) = 77 / 150; over the 8 labels seen = 77 / 120.
+# Path: 2 / 5 exact; classes (A,a1) 2/3, (A,a2) 0, (B,b1) 0, (B,b2) 0, (C,c1) 1, (A,b1) 0, (B) 0 -> macro 5 / 21.
+# Hierarchical: only [A, b1] gains an ancestor (B, parent of b1) -> {A, b1, B}; TP = 2 + 1 + 2 + 1 + 2 = 8,
+#   |predicted| = 2 + 2 + 3 + 1 + 2 = 10, |true| = 10 -> hP = hR = hF = 8 / 10.
+# Inconsistent: [A, b1] only -> 1 / 5.
+EXPECTED = {
+    "level_1_accuracy": 4 / 5,
+    "level_1_micro_f1": 4 / 5,
+    "level_1_macro_f1": 37 / 45,
+    "level_2_accuracy": 3 / 5,
+    "level_2_micro_f1": 6 / 9,
+    "level_2_macro_f1": 8 / 15,
+    "flat_micro_f1": 14 / 19,
+    "flat_macro_f1": 77 / 150,
+    "path_accuracy": 2 / 5,
+    "path_micro_f1": 2 / 5,
+    "path_macro_f1": 5 / 21,
+    "hierarchical_precision": 8 / 10,
+    "hierarchical_recall": 8 / 10,
+    "hierarchical_f1": 8 / 10,
+    "inconsistency_rate": 1 / 5,
+}
+
+
+def _flat_label_sets(paths):
+    return [[f"{level}:{name}" for level, name in enumerate(path, start=1)] for path in paths]
+
+
+def test_every_output_by_hand():
+    metrics = compute_hierarchical_metrics(PREDICTIONS, REFERENCES, taxonomy=TAXONOMY)
+    assert list(metrics) == list(EXPECTED)
+    assert metrics == pytest.approx(EXPECTED)
+    assert all(isinstance(value, float) for value in metrics.values())
+
+
+def test_without_taxonomy_macro_runs_over_seen_labels_and_edges_come_from_references():
+    metrics = compute_hierarchical_metrics(PREDICTIONS, REFERENCES)
+    assert metrics == pytest.approx({**EXPECTED, "flat_macro_f1": 77 / 120})
+
+
+def test_cross_check_with_sklearn():
+    metrics = compute_hierarchical_metrics(PREDICTIONS, REFERENCES)
+    level_1_true = [path[0] for path in REFERENCES]
+    level_1_pred = [path[0] for path in PREDICTIONS]
+    assert metrics["level_1_micro_f1"] == pytest.approx(accuracy_score(level_1_true, level_1_pred))
+    assert metrics["level_1_macro_f1"] == pytest.approx(f1_score(level_1_true, level_1_pred, average="macro"))
+
+    binarizer = MultiLabelBinarizer().fit(_flat_label_sets(REFERENCES) + _flat_label_sets(PREDICTIONS))
+    y_true = binarizer.transform(_flat_label_sets(REFERENCES))
+    y_pred = binarizer.transform(_flat_label_sets(PREDICTIONS))
+    assert metrics["flat_micro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="micro"))
+    assert metrics["flat_macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro", zero_division=0))
+
+    # The HdLM authors' protocol: F1 over joined path strings.
+    joined_true = ["-".join(path) for path in REFERENCES]
+    joined_pred = ["-".join(path) for path in PREDICTIONS]
+    assert metrics["path_micro_f1"] == pytest.approx(f1_score(joined_true, joined_pred, average="micro"))
+    assert metrics["path_micro_f1"] == pytest.approx(accuracy_score(joined_true, joined_pred))
+    assert metrics["path_macro_f1"] == pytest.approx(
+        f1_score(joined_true, joined_pred, average="macro", zero_division=0)
+    )
+
+
+def test_same_name_at_two_levels_is_two_labels():
+    taxonomy = [["Other", "X"], ["X", "Other"]]
+    metrics = compute_hierarchical_metrics([["Other", "X"]], [["X", "Other"]], taxonomy=taxonomy)
+    # Keyed by name alone, {Other, X} would match {X, Other} perfectly; keyed by (level, name) nothing matches.
+    assert metrics["flat_micro_f1"] == 0.0
+    assert metrics["hierarchical_f1"] == 0.0
+    assert metrics["level_1_accuracy"] == 0.0
+    assert metrics["level_2_accuracy"] == 0.0
+    assert metrics["inconsistency_rate"] == 0.0
+
+    right = compute_hierarchical_metrics([["Other", "Other"]], [["Other", "Other"]])
+    assert right["flat_micro_f1"] == 1.0
+    assert right["flat_macro_f1"] == 1.0  # (1, Other) and (2, Other): two labels, both right
+
+
+def test_variable_depth():
+    taxonomy = [["A", "a1", "x"], ["A", "a2"], ["B"]]
+    references = [["A", "a1", "x"], ["A", "a2"], ["B"]]
+    predictions = [["A", "a1", "x"], ["A", "a2", "x"], ["B"]]
+    metrics = compute_hierarchical_metrics(predictions, references, taxonomy=taxonomy)
+    # Level 3 is scored on documents 0 (x vs x) and 1 (no reference, x predicted): accuracy over document 0 only,
+    # F1 with TP 1, FP 1 -> 2 / 3.
+    # Flat: 6 reference labels, 7 predicted, TP 6 -> 12 / 13; per label A, B, a1, a2 = 1, x = 2 / 3 -> 14 / 15.
+    # Path: 2 / 3 exact; classes (A,a1,x) 1, (A,a2) 0, (B) 1, (A,a2,x) 0 -> macro 1 / 2.
+    # Hierarchical: [A, a2, x] gains a1 (x's parent) -> {A, a2, x, a1}; TP 3 + 2 + 1 = 6, |pred| 8, |true| 6.
+    # Inconsistent: a2 -> x is no edge -> 1 / 3.
+    assert metrics == pytest.approx(
+        {
+            "level_1_accuracy": 1.0,
+            "level_1_micro_f1": 1.0,
+            "level_1_macro_f1": 1.0,
+            "level_2_accuracy": 1.0,
+            "level_2_micro_f1": 1.0,
+            "level_2_macro_f1": 1.0,
+            "level_3_accuracy": 1.0,
+            "level_3_micro_f1": 2 / 3,
+            "level_3_macro_f1": 2 / 3,
+            "flat_micro_f1": 12 / 13,
+            "flat_macro_f1": 14 / 15,
+            "path_accuracy": 2 / 3,
+            "path_micro_f1": 2 / 3,
+            "path_macro_f1": 1 / 2,
+            "hierarchical_precision": 6 / 8,
+            "hierarchical_recall": 1.0,
+            "hierarchical_f1": 6 / 7,
+            "inconsistency_rate": 1 / 3,
+        }
+    )
+
+
+def test_empty_prediction_is_a_missing_label():
+    metrics = compute_hierarchical_metrics([["A", "a1"], []], [["A", "a1"], ["B", "b1"]])
+    # The empty path is wrong (accuracy 1 / 2) but no false positive: F1 = 2 TP / (2 TP + FN) = 2 / 3.
+    assert metrics["path_accuracy"] == pytest.approx(1 / 2)
+    assert metrics["path_micro_f1"] == pytest.approx(2 / 3)
+    assert metrics["path_macro_f1"] == pytest.approx(1 / 2)
+    assert metrics["level_1_accuracy"] == pytest.approx(1 / 2)
+    assert metrics["level_1_micro_f1"] == pytest.approx(2 / 3)
+    assert metrics["level_2_micro_f1"] == pytest.approx(2 / 3)
+    assert metrics["flat_micro_f1"] == pytest.approx(2 / 3)
+    assert metrics["hierarchical_precision"] == pytest.approx(1.0)
+    assert metrics["hierarchical_recall"] == pytest.approx(1 / 2)
+    assert metrics["inconsistency_rate"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("predictions", "references", "taxonomy", "message"),
+    [
+        ([["A"]], [["A"], ["B"]], None, r"differ in length: 1 != 2"),
+        ([], [], None, r"`references` is empty"),
+        ([["A"], "A-a1"], [["A"], ["A"]], None, r"`predictions\[1\]` is not a list of strings"),
+        ([["A"]], [["A", 3]], None, r"`references\[0\]` is not a list of strings"),
+        ([["A"], ["B"]], [["A"], []], None, r"`references\[1\]` is an empty label path"),
+        ("A", [["A"]], None, r"`predictions` must be a list of label paths"),
+        ([["A"]], [["A"]], [], r"`taxonomy` is empty"),
+        ([["A"]], [["A"]], [["A", None]], r"`taxonomy\[0\]` is not a list of strings"),
+        ([["A", "b"]], [["A", "b"]], [["A", "a"], ["B", "b"]], r"`references\[0\]` is not a path of the taxonomy"),
+    ],
+)
+def test_invalid_inputs(predictions, references, taxonomy, message):
+    with pytest.raises(ValueError, match=message):
+        compute_hierarchical_metrics(predictions, references, taxonomy=taxonomy)

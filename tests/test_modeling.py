@@ -1,0 +1,369 @@
+"""HdLMConfig / HdLMForCausalLM on tiny random models of several families, with a real tokenizer."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from conftest import FAMILIES, REPO_ROOT, TAXONOMY_2, TAXONOMY_3, HdLMConfig, HdLMForCausalLM, tiny_base, tiny_hdlm
+from torch.nn import functional as F
+
+PROMPTS = [
+    "a text about physics",
+    "The quick brown fox jumps over the lazy dog, again and again, until the dog wakes up.",
+    "tennis",
+    "Answer with the topic: music and painting are arts, and jazz is music too.",
+]
+TAXONOMY_PATHS_2 = {tuple(path) for path in TAXONOMY_2}
+TAXONOMY_PATHS_3 = {tuple(path) for path in TAXONOMY_3}
+
+
+def decoded_tokens(outputs):
+    return [[level.token_ids for level in output.levels] for output in outputs]
+
+
+# -- configuration ------------------------------------------------------------------------------------------------
+
+TEXT_CONFIG = {"model_type": "llama", "num_hidden_layers": 4, "hidden_size": 32, "num_attention_heads": 2}
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"level_layers": [2, 3]}, "level_layers"),  # does not end at K
+        ({"level_layers": [3, 2, 4]}, "level_layers"),  # not increasing
+        ({"level_layers": [0, 4]}, "level_layers"),  # out of range
+        ({"level_layers": [4, 2, 4]}, "level_layers"),  # K before an intermediate layer
+        ({"level_layers": [2, 5]}, "level_layers"),
+        ({"level_layers": []}, "level_layers"),
+        ({"level_names": ["a"]}, "level_names"),
+        ({"level_names": ["a", "a"]}, "level_names"),
+        ({"level_kinds": ["label", "class"]}, "level_kinds"),
+        ({"level_kinds": ["text", "label"]}, "level_kinds"),
+        ({"level_loss_weights": [1.0, -1.0]}, "level_loss_weights"),
+        ({"level_loss_weights": [1.0]}, "level_loss_weights"),
+        ({"head_init": "zeros"}, "head_init"),
+        ({"max_query_tokens": 0}, "max_query_tokens"),
+        ({"prompt_template": "{instruction}"}, "prompt_template"),
+        ({"taxonomy": [["A"]]}, "taxonomy"),
+        ({"taxonomy": [["A", "x"], ["B", "x"]]}, "taxonomy"),
+        ({"taxonomy": [["A", ""]]}, "taxonomy"),
+    ],
+)
+def test_invalid_config_values_name_the_field(overrides, field):
+    settings = {"text_config": TEXT_CONFIG, "level_layers": [2, 4], "level_names": ["a", "b"], **overrides}
+    with pytest.raises(ValueError, match=f"`{field}`"):
+        HdLMConfig(**settings)
+
+
+def test_config_defaults_and_roundtrip():
+    config = HdLMConfig(text_config=TEXT_CONFIG, level_layers=[2, 4], taxonomy=TAXONOMY_2)
+    assert config.level_names == ["level_1", "level_2"]
+    assert config.level_kinds == ["label", "label"]
+    assert config.level_loss_weights == [1.0, 1.0]
+    assert config.head_levels == [0]
+    assert config.get_text_config().num_hidden_layers == 4
+    reloaded = HdLMConfig(**config.to_dict())
+    assert reloaded.taxonomy == TAXONOMY_2 and reloaded.level_layers == [2, 4]
+    # sft@K: every level read by the last layer, no extra head.
+    assert HdLMConfig(text_config=TEXT_CONFIG, level_layers=[4, 4]).head_levels == []
+
+
+# -- adaptation ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_from_base_copies_the_final_head_untied(family, tokenizer):
+    model = tiny_hdlm(family, tokenizer)
+    final_head = model.get_output_embeddings()
+    head = model.level_heads["0"]
+    torch.testing.assert_close(head.weight, final_head.weight, rtol=0, atol=0)
+    assert head.weight.data_ptr() != final_head.weight.data_ptr()
+    assert head.weight.data_ptr() != model.get_input_embeddings().weight.data_ptr()
+    assert model.config.auto_map["AutoModel"] == "modeling_hdlm.HdLMForCausalLM"
+    assert model.config.auto_map["AutoModelForCausalLM"] == "modeling_hdlm.HdLMForCausalLM"
+    assert model.config.auto_map["AutoConfig"] == "configuration_hdlm.HdLMConfig"
+
+
+def test_random_head_init_differs_from_final_head(tokenizer):
+    model = tiny_hdlm("llama", tokenizer, head_init="random")
+    assert not torch.equal(model.level_heads["0"].weight, model.get_output_embeddings().weight)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_forward_without_level_ids_is_the_base_model(family, tokenizer):
+    base = tiny_base(family, tokenizer)
+    model = HdLMForCausalLM.from_base(tiny_base(family, tokenizer), level_layers=[2, 4], taxonomy=TAXONOMY_2)
+    ids = torch.tensor([tokenizer(PROMPTS[1])["input_ids"]])
+    out = model(input_ids=ids, labels=ids)
+    expected = base(input_ids=ids, labels=ids)
+    torch.testing.assert_close(out.logits, expected.logits)
+    torch.testing.assert_close(out.loss, expected.loss)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2_tied"])
+@pytest.mark.parametrize("apply_final_norm", [True, False])
+def test_loss_is_the_weighted_sum_of_level_cross_entropies(family, apply_final_norm, tokenizer):
+    model = tiny_hdlm(
+        family,
+        tokenizer,
+        taxonomy=TAXONOMY_3,
+        level_layers=[1, 3, 4],
+        level_loss_weights=[3.0, 2.0, 0.5],
+        apply_final_norm=apply_final_norm,
+    )
+    renderer = model.get_renderer(tokenizer)
+    rows = [
+        renderer.encode_example(PROMPTS[0], ["Science", "Physics", "Optics"]),
+        renderer.encode_example(PROMPTS[2], ["Sports", "Football", "World cup"]),
+    ]
+    length = max(len(ids) for ids, _ in rows)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([[pad] * (length - len(ids)) + ids for ids, _ in rows])
+    level_ids = torch.tensor([[0] * (length - len(lv)) + lv for _, lv in rows])
+    attention_mask = torch.tensor([[0] * (length - len(ids)) + [1] * len(ids) for ids, _ in rows])
+    out = model(input_ids=input_ids, attention_mask=attention_mask, level_ids=level_ids)
+
+    # Independently: hidden states of every layer from the base model itself, the heads applied by hand.
+    states = model.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states
+    norm = model.model.base_model.norm if family == "llama" else model.model.base_model.ln_f
+    heads = [model.level_heads["0"], model.level_heads["1"], model.model.get_output_embeddings()]
+    expected = []
+    for level, (layer, head) in enumerate(zip([1, 3, 4], heads)):
+        hidden = states[layer] if layer == 4 else (norm(states[layer]) if apply_final_norm else states[layer])
+        logits = head(hidden)[:, :-1]
+        mask = level_ids[:, 1:] == level + 1
+        expected.append(F.cross_entropy(logits[mask], input_ids[:, 1:][mask]))
+    expected = torch.stack(expected)
+    torch.testing.assert_close(out.level_losses, expected)
+    torch.testing.assert_close(out.loss, 3.0 * expected[0] + 2.0 * expected[1] + 0.5 * expected[2])
+    assert out.loss.requires_grad
+
+
+def test_num_items_in_level_sets_the_denominator(tokenizer):
+    model = tiny_hdlm("llama", tokenizer)
+    ids, levels = model.get_renderer(tokenizer).encode_example(PROMPTS[0], ["Science", "Physics"])
+    ids, levels = torch.tensor([ids]), torch.tensor([levels])
+    per_batch = model(input_ids=ids, level_ids=levels).level_losses
+    counts = torch.stack([(levels[:, 1:] == d).sum() for d in (1, 2)])
+    doubled = model(input_ids=ids, level_ids=levels, num_items_in_level=2 * counts).level_losses
+    torch.testing.assert_close(doubled, per_batch / 2)
+
+
+# -- hierarchical decoding ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("depth", [2, 3])
+@pytest.mark.parametrize("strategy", ["greedy", "rank"])
+def test_early_exit_is_exact_and_paths_are_valid(family, depth, strategy, tokenizer):
+    taxonomy, valid = (TAXONOMY_2, TAXONOMY_PATHS_2) if depth == 2 else (TAXONOMY_3, TAXONOMY_PATHS_3)
+    model = tiny_hdlm(family, tokenizer, taxonomy=taxonomy)
+    batch = {
+        early_exit: model.generate_hierarchical(
+            PROMPTS, tokenizer, strategy=strategy, early_exit=early_exit, batch_size=4
+        )
+        for early_exit in (True, False)
+    }
+    singles = [model.generate_hierarchical(prompt, tokenizer, strategy=strategy)[0] for prompt in PROMPTS]
+    assert decoded_tokens(batch[True]) == decoded_tokens(batch[False])
+    assert decoded_tokens(batch[True]) == decoded_tokens(singles)
+    for output, full_depth, single in zip(batch[True], batch[False], singles):
+        assert tuple(output.path) in valid
+        assert [level.label for level in output.levels] == output.path
+        for level, level_full_depth in zip(output.levels, full_depth.levels):
+            assert level.score == pytest.approx(level_full_depth.score, abs=1e-9)
+        # Padding is invisible, except to a sliding window, which counts cache slots (as in `generate`).
+        if family != "gemma3_text":
+            for level, level_single in zip(output.levels, single.levels):
+                assert level.score == pytest.approx(level_single.score, abs=1e-9)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3_text", "gpt2_untied"])
+def test_rank_matches_brute_force_log_likelihood(family, tokenizer):
+    model = tiny_hdlm(family, tokenizer, taxonomy=TAXONOMY_3, level_layers=[1, 3, 4])
+    renderer = model.get_renderer(tokenizer)
+    output = model.generate_hierarchical(PROMPTS[1], tokenizer, strategy="rank", top_k=3)[0]
+    norm = dict(model.model.base_model.named_children())["norm" if family != "gpt2_untied" else "ln_f"]
+    heads = [model.level_heads["0"], model.level_heads["1"], model.model.get_output_embeddings()]
+    prefix = tokenizer(model.config.prompt_template.format(instruction=model.config.instruction, text=PROMPTS[1]))[
+        "input_ids"
+    ]
+    parent = None
+    for level, layer in enumerate([1, 3, 4]):
+        prefix = prefix + tokenizer(f"{model.config.level_names[level]}:", add_special_tokens=False)["input_ids"]
+        candidates = sorted({path[level] for path in TAXONOMY_3 if level == 0 or path[level - 1] == parent})
+        scores = {}
+        for label in candidates:
+            end = [tokenizer.eos_token_id] if level == 2 else tokenizer("\n", add_special_tokens=False)["input_ids"]
+            answer = tokenizer(" " + label, add_special_tokens=False)["input_ids"] + end
+            ids = torch.tensor([prefix + answer])
+            hidden = model.model(input_ids=ids, output_hidden_states=True).hidden_states[layer]
+            hidden = hidden if layer == 4 else norm(hidden)
+            log_probs = heads[level](hidden)[0, len(prefix) - 1 : -1].log_softmax(-1)
+            scores[label] = log_probs.gather(-1, torch.tensor(answer)[:, None]).sum().item()
+        best = max(scores, key=scores.get)
+        decoded = output.levels[level]
+        assert decoded.label == best
+        assert decoded.score == pytest.approx(scores[best], abs=1e-6)
+        probabilities = torch.tensor(list(scores.values())).softmax(0)
+        expected_top = sorted(zip(scores, probabilities.tolist()), key=lambda item: -item[1])[:3]
+        assert [label for label, _ in decoded.top_labels] == [label for label, _ in expected_top]
+        assert [p for _, p in decoded.top_labels] == pytest.approx([p for _, p in expected_top], abs=1e-6)
+        prefix = prefix + renderer.answer_ids(level, best)
+        parent = best
+
+
+def test_greedy_score_is_the_log_probability_of_its_tokens(tokenizer):
+    model = tiny_hdlm("qwen2", tokenizer)
+    output = model.generate_hierarchical(PROMPTS[0], tokenizer)[0]
+    prompt = model.get_renderer(tokenizer).prompt_ids(PROMPTS[0])
+    ids = model.get_renderer(tokenizer).encode_example(PROMPTS[0], output.path)[0]
+    assert ids[: len(prompt)] == prompt
+    hidden = model.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+    norm = model.model.base_model.norm
+    position = len(prompt) + len(tokenizer("topic:", add_special_tokens=False)["input_ids"])
+    level = output.levels[0]
+    log_probs = model.level_heads["0"](norm(hidden[2]))[0, position - 1 : position - 1 + len(level.token_ids)]
+    expected = log_probs.log_softmax(-1).gather(-1, torch.tensor(level.token_ids)[:, None]).sum()
+    assert level.score == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_unconstrained_and_text_levels_stop_at_end_marker_or_limit(tokenizer):
+    model = tiny_hdlm("llama", tokenizer, taxonomy=[["Question"], ["Reflection"]], kinds=["label", "text"])
+    outputs = model.generate_hierarchical(PROMPTS, tokenizer, max_new_tokens=5)
+    for early_exit_output, output in zip(
+        model.generate_hierarchical(PROMPTS, tokenizer, max_new_tokens=5, early_exit=False), outputs
+    ):
+        assert decoded_tokens([output]) == decoded_tokens([early_exit_output])
+        strategy, reply = output.levels
+        assert strategy.label in {"Question", "Reflection"}
+        assert reply.label is None and reply.kind == "text"
+        ended = reply.token_ids[-1] == tokenizer.eos_token_id
+        assert ended != reply.truncated
+        assert len(reply.token_ids) <= 5
+    unconstrained = model.generate_hierarchical(PROMPTS[:2], tokenizer, constrained=False, max_new_tokens=4)
+    assert all(len(level.token_ids) <= 4 for output in unconstrained for level in output.levels)
+
+
+def test_sampling_is_reproducible_with_a_seeded_generator(tokenizer):
+    model = tiny_hdlm("gpt2_untied", tokenizer, taxonomy=[["Question"], ["Reflection"]], kinds=["label", "text"])
+
+    def sample(seed):
+        generator = torch.Generator().manual_seed(seed)
+        return model.generate_hierarchical(
+            PROMPTS, tokenizer, do_sample=True, temperature=1.5, top_p=0.9, max_new_tokens=8, generator=generator
+        )
+
+    assert decoded_tokens(sample(0)) == decoded_tokens(sample(0))
+    assert decoded_tokens(sample(0)) != decoded_tokens(sample(1))
+
+
+def test_chat_template_rendering_and_candidates(tokenizer):
+    chat_tokenizer = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, **tokenizer.special_tokens_map)
+    chat_tokenizer.chat_template = (
+        "{% for m in messages %}<bos>{{ m['role'] }}\n{{ m['content'] }}<eos>\n{% endfor %}"
+        "{% if add_generation_prompt %}<bos>assistant\n{% endif %}"
+    )
+    model = tiny_hdlm("llama", tokenizer, use_chat_template=True, show_candidates=True)
+    renderer = model.get_renderer(chat_tokenizer)
+    ids, levels = renderer.encode_example("hello", ["Sports", "Tennis"])
+    text = chat_tokenizer.decode(ids)
+    assert text.startswith("<bos>user\nAnswer with the topic, then the subtopic.\n\nhello<eos>\n<bos>assistant\n")
+    assert text.endswith(
+        "topic (one of: Arts, Science, Sports): Sports\nsubtopic (one of: Football, Tennis): Tennis<eos>"
+    )
+    assert chat_tokenizer.decode([i for i, lv in zip(ids, levels) if lv == 1]) == " Sports\n"
+    assert chat_tokenizer.decode([i for i, lv in zip(ids, levels) if lv == 2]) == " Tennis<eos>"
+    output = model.generate_hierarchical("hello", chat_tokenizer)[0]
+    assert tuple(output.path) in TAXONOMY_PATHS_2
+    with pytest.raises(ValueError, match="chat template"):
+        model.get_renderer(tokenizer)
+
+
+def test_bad_generation_arguments_are_rejected(tokenizer):
+    model = tiny_hdlm("llama", tokenizer)
+    with pytest.raises(ValueError, match="strategy"):
+        model.generate_hierarchical("x", tokenizer, strategy="beam")
+    with pytest.raises(ValueError, match="top_k"):
+        model.generate_hierarchical("x", tokenizer, top_k=3)
+    with pytest.raises(ValueError, match="inputs"):
+        model.generate_hierarchical([], tokenizer)
+    with pytest.raises(ValueError, match="inputs"):
+        model.generate_hierarchical([1.5], tokenizer)
+
+
+def test_token_id_inputs_equal_string_inputs(tokenizer):
+    model = tiny_hdlm("llama", tokenizer)
+    renderer = model.get_renderer(tokenizer)
+    from_ids = model.generate_hierarchical([renderer.prompt_ids(p) for p in PROMPTS[:2]], tokenizer)
+    assert decoded_tokens(from_ids) == decoded_tokens(model.generate_hierarchical(PROMPTS[:2], tokenizer))
+
+
+def test_plain_generate_equals_the_base_model(tokenizer):
+    base = tiny_base("llama", tokenizer)
+    model = HdLMForCausalLM.from_base(tiny_base("llama", tokenizer), level_layers=[2, 4])
+    ids = torch.tensor([tokenizer(PROMPTS[0])["input_ids"]])
+    expected = base.generate(ids, max_new_tokens=5, do_sample=False)
+    torch.testing.assert_close(model.generate(ids, max_new_tokens=5, do_sample=False), expected)
+
+
+# -- saving and remote loading ------------------------------------------------------------------------------------
+
+REMOTE_LOAD = textwrap.dedent(
+    """
+    import json, sys, torch
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    path, out = sys.argv[1], sys.argv[2]
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
+    result = {}
+    for name, auto in (("AutoModel", AutoModel), ("AutoModelForCausalLM", AutoModelForCausalLM)):
+        model = auto.from_pretrained(path, trust_remote_code=True)
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        ids = torch.tensor([tokenizer("a text about physics")["input_ids"]])
+        outputs = model.generate_hierarchical(["a text about physics", "tennis"])
+        result[name] = {
+            "logits": model(input_ids=ids).logits.tolist(),
+            "tokens": [[level.token_ids for level in o.levels] for o in outputs],
+            "paths": [o.path for o in outputs],
+        }
+    json.dump(result, open(out, "w"))
+    """
+)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2_tied"])
+def test_saved_model_loads_remotely_with_identical_outputs(family, tokenizer, tmp_path):
+    model = tiny_hdlm(family, tokenizer)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    files = {path.name for path in (tmp_path / "model").iterdir()}
+    assert {"config.json", "model.safetensors", "configuration_hdlm.py", "modeling_hdlm.py"} <= files
+    assert not any(name.endswith((".bin", ".pt", ".pth", ".pkl")) for name in files)
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM"}
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    env.pop("PYTHONPATH", None)
+    script = tmp_path / "load.py"
+    script.write_text(REMOTE_LOAD)
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "model"), str(tmp_path / "out.json")],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
+    remote = json.loads((tmp_path / "out.json").read_text())
+    ids = torch.tensor([tokenizer("a text about physics")["input_ids"]])
+    outputs = model.generate_hierarchical(["a text about physics", "tennis"], tokenizer)
+    for name in ("AutoModel", "AutoModelForCausalLM"):
+        torch.testing.assert_close(
+            torch.tensor(remote[name]["logits"], dtype=torch.float64), model(input_ids=ids).logits
+        )
+        assert remote[name]["tokens"] == decoded_tokens(outputs)
+        assert remote[name]["paths"] == [o.path for o in outputs]

@@ -1,0 +1,69 @@
+"""Hand-computed checks of `compute_text_metrics`."""
+
+import math
+
+import pytest
+
+from hdlm.evaluation.text_metrics import compute_text_metrics, distinct_n
+
+PREDICTIONS = ["the cat sat on the mat", "a dog runs"]
+REFERENCES = ["the cat is on the mat", "a dog runs fast"]
+
+
+def test_bleu_2_by_hand():
+    # Unigrams: "the" x2, cat, on, mat match (sat does not) -> 5 / 6; "a dog runs" -> 3 / 3. Pooled p1 = 8 / 9.
+    # Bigrams: "the cat", "on the", "the mat" of 5 -> 3 / 5; "a dog", "dog runs" -> 2 / 2. Pooled p2 = 5 / 7.
+    # Lengths: hypothesis 9, reference 10 -> BP = exp(1 - 10 / 9).
+    expected = math.exp(1 - 10 / 9) * math.exp((math.log(8 / 9) + math.log(5 / 7)) / 2)
+    metrics = compute_text_metrics(PREDICTIONS, REFERENCES)
+    assert abs(metrics["bleu_2"] - expected) < 1e-6
+    assert 0.0 <= metrics["bleu_2"] <= 1.0
+
+
+def test_rouge_l_by_hand():
+    # LCS("the cat sat on the mat", "the cat is on the mat") = "the cat on the mat" = 5: P = R = 5 / 6, F = 5 / 6.
+    # LCS("a dog runs", "a dog runs fast") = 3: P = 1, R = 3 / 4, F = 2 * 3/4 / (7/4) = 6 / 7.
+    metrics = compute_text_metrics(PREDICTIONS, REFERENCES)
+    assert metrics["rouge_l"] == pytest.approx((5 / 6 + 6 / 7) / 2)
+
+
+def test_distinct_2_and_empty_and_truncated_rates():
+    predictions = ["a b a b", "a b c", "  "]
+    references = ["a b", "a b c", "c"]
+    # Bigrams: (a b), (b a), (a b) | (a b), (b c) | none -> 3 distinct of 5.
+    metrics = compute_text_metrics(predictions, references, truncated=[True, False, False])
+    assert metrics["distinct_2"] == pytest.approx(3 / 5)
+    assert metrics["empty_rate"] == pytest.approx(1 / 3)
+    assert metrics["truncated_rate"] == pytest.approx(1 / 3)
+    assert distinct_n(["", "one"], 2) == 0.0
+
+
+def test_keys():
+    assert list(compute_text_metrics(PREDICTIONS, REFERENCES)) == ["bleu_2", "rouge_l", "distinct_2", "empty_rate"]
+    with_truncation = compute_text_metrics(PREDICTIONS, REFERENCES, truncated=[False, False])
+    assert list(with_truncation)[-1] == "truncated_rate"
+    assert with_truncation["truncated_rate"] == 0.0
+
+
+def test_identical_texts_score_one():
+    metrics = compute_text_metrics(REFERENCES, REFERENCES)
+    assert metrics["bleu_2"] == pytest.approx(1.0)
+    assert metrics["rouge_l"] == pytest.approx(1.0)
+    assert metrics["empty_rate"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("predictions", "references", "truncated", "message"),
+    [
+        (["a"], ["a", "b"], None, r"differ in length: 1 != 2"),
+        ([], [], None, r"`references` is empty"),
+        (["a", 3], ["a", "b"], None, r"`predictions\[1\]` is not a string"),
+        (["a"], [None], None, r"`references\[0\]` is not a string"),
+        ("ab", ["a", "b"], None, r"`predictions` must be a list of strings"),
+        (["a"], ["a"], [True, False], r"`truncated` and `predictions` differ in length: 2 != 1"),
+        (["a"], ["a"], [1], r"`truncated\[0\]` is not a boolean"),
+    ],
+)
+def test_invalid_inputs(predictions, references, truncated, message):
+    with pytest.raises(ValueError, match=message):
+        compute_text_metrics(predictions, references, truncated=truncated)
