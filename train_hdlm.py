@@ -180,6 +180,7 @@ def main(
         peft_config=hdlm_peft_config(model_args, model),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_state()
 
     # Save a checkpoint that loads with AutoModel and trust_remote_code alone
     if trainer.accelerator.is_main_process:

@@ -1,0 +1,259 @@
+"""Training with `train_hdlm.py`: rendering into levels, real training runs, data parallelism, resuming, bad data."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import REPO_ROOT, TAXONOMY_2, tiny_base, tiny_hdlm
+from datasets import Dataset
+
+from hdlm.data import HierarchicalDataError
+from hdlm.training import DataCollatorForHierarchicalLM, tokenize_hierarchical
+from hdlm.training.setup import default_level_layers
+from modeling_hdlm import HdLMForCausalLM
+from train_hdlm import main, make_parser
+
+KEYWORDS = {
+    "Physics": "optics lens",
+    "Biology": "cells genes",
+    "Chemistry": "acids",
+    "Tennis": "racket",
+    "Football": "goal ball",
+    "Music": "jazz song",
+}
+FILLER = "the quick brown fox jumps over lazy dog again and".split()
+
+
+def synthetic_rows(count: int, seed: int = 0) -> list[dict]:
+    """Documents whose leaf label is named by a keyword among filler words."""
+    rng = random.Random(seed)
+    rows = []
+    for index in range(count):
+        top, leaf = TAXONOMY_2[index % len(TAXONOMY_2)]
+        words = rng.sample(FILLER, 4) + [KEYWORDS[leaf]]
+        rng.shuffle(words)
+        rows.append({"id": f"ex-{index}", "text": " ".join(words), "labels": [top, leaf]})
+    return rows
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory, tokenizer):
+    """A tiny random Llama saved as a base checkpoint, and a synthetic 2-level task."""
+    root = tmp_path_factory.mktemp("task")
+    base = tiny_base("llama", tokenizer).to(torch.float32)
+    base.save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    return {
+        "root": root,
+        "base": str(root / "base"),
+        "train": write_jsonl(root / "train.jsonl", synthetic_rows(96)),
+        "rows": synthetic_rows(96),
+    }
+
+
+def train_args(task, output_dir, *extra) -> list[str]:
+    return [
+        "--model_name_or_path", task["base"],
+        "--train_file", task["train"],
+        "--level_names", "topic", "subtopic",
+        "--output_dir", str(output_dir),
+        "--use_cpu", "--bf16", "false", "--gradient_checkpointing", "false",
+        "--per_device_train_batch_size", "8",
+        "--learning_rate", "3e-3", "--lr_scheduler_type", "constant",
+        "--report_to", "none", "--save_strategy", "no", "--logging_steps", "1",
+        "--seed", "0",
+        *extra,
+    ]  # fmt: skip
+
+
+def run_script(args, *, launcher=(sys.executable,), env=None, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*launcher, str(REPO_ROOT / "train_hdlm.py"), *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def path_accuracy(output_dir, rows) -> float:
+    model = HdLMForCausalLM.from_pretrained(output_dir).eval()
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(output_dir, trust_remote_code=True)
+    outputs = model.generate_hierarchical([row["text"] for row in rows], tokenizer, batch_size=32)
+    return sum(output.path == row["labels"] for output, row in zip(outputs, rows)) / len(rows)
+
+
+# -- rendering and collation --------------------------------------------------------------------------------------
+
+
+def test_every_level_token_carries_its_level_id(tokenizer):
+    model = tiny_hdlm("llama", tokenizer)
+    renderer = model.get_renderer(tokenizer)
+    dataset = Dataset.from_list(synthetic_rows(4))
+    tokenized = tokenize_hierarchical(dataset, renderer)
+    for example, row in zip(tokenized, dataset):
+        ids, levels, labels = example["input_ids"], example["level_ids"], example["labels"]
+        prompt = renderer.prompt_ids(row["text"])
+        assert ids[: len(prompt)] == prompt and set(levels[: len(prompt)]) == {0}
+        for level, answer in enumerate(row["labels"]):
+            # A level is its answer and its end marker; the header before it carries 0.
+            assert [i for i, lv in zip(ids, levels) if lv == level + 1] == renderer.answer_ids(level, answer)
+        headers = [i for i, lv in zip(ids[len(prompt) :], levels[len(prompt) :]) if lv == 0]
+        assert headers == renderer.header_ids(0, None) + renderer.header_ids(1, row["labels"][0])
+        assert labels == [i if lv else -100 for i, lv in zip(ids, levels)]
+
+    batch = DataCollatorForHierarchicalLM(tokenizer.pad_token_id)([tokenized[0], tokenized[1]])
+    shorter = 0 if len(tokenized[0]["input_ids"]) < len(tokenized[1]["input_ids"]) else 1
+    padding = batch["attention_mask"][shorter] == 0
+    assert padding.any()
+    assert (batch["level_ids"][shorter][padding] == 0).all()
+    assert (batch["labels"][shorter][padding] == -100).all()
+    assert (batch["input_ids"][shorter][padding] == tokenizer.pad_token_id).all()
+
+
+def test_training_rendering_equals_generation_rendering(tokenizer):
+    model = tiny_hdlm("gpt2_untied", tokenizer, max_query_tokens=5)
+    renderer = model.get_renderer(tokenizer)
+    row = synthetic_rows(1)[0]
+    output = model.generate_hierarchical(row["text"], tokenizer)[0]
+    tokenized = tokenize_hierarchical(Dataset.from_list([{**row, "labels": output.path}]), renderer)[0]
+    generated = renderer.prompt_ids(row["text"])
+    parent = None
+    for level, decoded in enumerate(output.levels):
+        generated += renderer.header_ids(level, parent) + decoded.token_ids
+        parent = decoded.label
+    assert tokenized["input_ids"] == generated
+    # The query was truncated to `max_query_tokens`, identically on both sides.
+    assert renderer.truncate_query(row["text"])[1]
+
+
+def test_default_level_layers_rule():
+    assert default_level_layers(32, 2) == [24, 32]
+    assert default_level_layers(32, 3) == [21, 27, 32]
+    assert default_level_layers(18, 3) == [12, 15, 18]
+    assert default_level_layers(18, 1) == [18]
+
+
+# -- bad data ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad_row, match",
+    [
+        ({"text": "x", "labels": ["Science"]}, "expected 2 levels"),
+        ({"text": "x", "labels": ["Science", " "]}, "empty label"),
+        ({"text": "x", "labels": ["Science", 3]}, "must be a string"),
+        ({"text": "x", "labels": ["Sports", "Physics"]}, "two parents"),
+    ],
+)
+def test_bad_data_stops_before_anything_is_written(bad_row, match, task, tmp_path):
+    rows = synthetic_rows(6) + [bad_row]
+    train_file = write_jsonl(tmp_path / "bad.jsonl", rows)
+    output_dir = tmp_path / "out"
+    args = train_args(task, output_dir)
+    args[args.index("--train_file") + 1] = train_file
+    with pytest.raises(HierarchicalDataError, match=rf"bad\.jsonl, line {len(rows)}.*{match}"):
+        main(*make_parser().parse_args_and_config(args=args))
+    assert not output_dir.exists()
+
+
+# -- real training runs -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "mode_args",
+    [
+        ["--mode", "hdlm", "--level_layers", "2", "4"],
+        ["--mode", "sft_at_k"],
+        ["--mode", "hdlm", "--level_layers", "2", "4", "--use_peft", "--lora_r", "16", "--lora_alpha", "32",
+         "--lora_target_modules", "q_proj", "v_proj", "--lora_modules_to_save", "lm_head",
+         "--learning_rate", "1e-2"],
+    ],
+    ids=["hdlm", "sft_at_k", "hdlm_lora"],
+)  # fmt: skip
+def test_training_reaches_full_path_accuracy(mode_args, task, tmp_path):
+    output_dir = tmp_path / "out"
+    result = run_script(train_args(task, output_dir, "--num_train_epochs", "10", *mode_args))
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["level_layers"] == ([4, 4] if "sft_at_k" in mode_args else [2, 4])
+    assert config["taxonomy"] == sorted(TAXONOMY_2)
+    assert not (output_dir / "adapter_config.json").exists()  # LoRA merged: a plain HdLM checkpoint
+    assert path_accuracy(output_dir, task["rows"]) == 1.0
+
+
+def logged(output_dir, key: str) -> list[tuple[int, float]]:
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    return [(entry["step"], entry[key]) for entry in state["log_history"] if key in entry]
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_training(task, tmp_path):
+    single_dir, parallel_dir = tmp_path / "single", tmp_path / "parallel"
+    extra = ["--num_train_epochs", "1", "--per_device_train_batch_size", "4", "--save_strategy", "steps",
+             "--save_steps", "1000"]  # fmt: skip
+    parallel = run_script(
+        train_args(task, parallel_dir, *extra),
+        launcher=(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"),
+        env={"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"},
+    )
+    assert parallel.returncode == 0, parallel.stderr[-3000:]
+    single = run_script(train_args(task, single_dir, *extra))
+    assert single.returncode == 0, single.stderr[-3000:]
+    # Both ranks took part: half the optimizer steps, each over both ranks' batches (tokens gathered from both).
+    assert logged(single_dir, "loss")[-1][0] == 96 // 4
+    assert logged(parallel_dir, "loss")[-1][0] == 96 // 8
+    total_tokens = logged(single_dir, "num_tokens")[-1][1]
+    assert logged(parallel_dir, "num_tokens")[-1][1] == total_tokens
+    model = HdLMForCausalLM.from_pretrained(parallel_dir)
+    assert model.config.taxonomy == sorted(TAXONOMY_2)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_an_uninterrupted_run(task, tmp_path):
+    extra = ["--max_steps", "30", "--save_strategy", "steps", "--save_steps", "5"]
+    reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
+    reference = run_script(train_args(task, reference_dir, *extra))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    process = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "train_hdlm.py"), *train_args(task, killed_dir, *extra)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    first_checkpoint = killed_dir / "checkpoint-5" / "trainer_state.json"
+    deadline = time.monotonic() + 300
+    while not first_checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (killed_dir / "config.json").exists()
+
+    resumed = run_script(
+        train_args(task, killed_dir, *extra, "--resume_from_checkpoint", str(killed_dir / "checkpoint-5"))
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resumed_losses = dict(logged(killed_dir, "loss"))
+    reference_losses = dict(logged(reference_dir, "loss"))
+    assert max(resumed_losses) == 30
+    assert resumed_losses[30] == pytest.approx(reference_losses[30], rel=1e-4)
+    assert (killed_dir / "config.json").exists()
