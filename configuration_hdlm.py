@@ -125,7 +125,8 @@ class HdLMConfig(PreTrainedConfig):
             )
         if layers[-1] != num_layers:
             raise ValueError(
-                f"`level_layers` must end with the last layer {num_layers} (the base model's own head), got {layers!r}."
+                f"`level_layers` must end with the last layer {num_layers} (the base model's own head), "
+                f"got {layers!r}."
             )
         below_last = [layer for layer in layers if layer < num_layers]
         if any(b <= a for a, b in zip(below_last, below_last[1:])) or layers[: len(below_last)] != below_last:

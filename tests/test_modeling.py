@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import FAMILIES, REPO_ROOT, TAXONOMY_2, TAXONOMY_3, HdLMConfig, HdLMForCausalLM, tiny_base, tiny_hdlm
+from conftest import FAMILIES, TAXONOMY_2, TAXONOMY_3, HdLMConfig, HdLMForCausalLM, tiny_base, tiny_hdlm
 from torch.nn import functional as F
 
 PROMPTS = [

@@ -90,7 +90,8 @@ def hdlm_peft_config(model_args: ModelConfig, model: HdLMForCausalLM) -> LoraCon
         peft_config.target_modules = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(base_type)
         if peft_config.target_modules is None:
             raise ValueError(
-                f"PEFT has no default LoRA targets for {base_type!r}: pass `--lora_target_modules` (e.g. q_proj v_proj)."
+                f"PEFT has no default LoRA targets for {base_type!r}: pass `--lora_target_modules` "
+                "(e.g. q_proj v_proj)."
             )
     return peft_config
 
