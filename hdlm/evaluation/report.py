@@ -1,0 +1,114 @@
+"""Writing evaluation results: JSON and JSONL files written atomically, a side-by-side table, and plots."""
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+
+PER_LEVEL_SCORES = ("accuracy", "micro_f1", "macro_f1")
+SUMMARY_KEYS = (
+    "path_accuracy",
+    "flat_micro_f1",
+    "flat_macro_f1",
+    "path_micro_f1",
+    "path_macro_f1",
+    "hierarchical_f1",
+    "inconsistency_rate",
+)
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same directory, so a crash leaves no half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as file:
+        file.write(text)
+    os.replace(file.name, path)
+
+
+def write_json(path: str | Path, data: object) -> None:
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: str | Path, records: Iterable[Mapping]) -> None:
+    write_atomic(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+
+
+def format_table(metrics_by_model: Mapping[str, Mapping[str, float]], keys: Sequence[str] | None = None) -> str:
+    """A plain-text table, one column per model, one row per metric (percentages, seconds as they are)."""
+    if keys is None:
+        keys = [key for key in next(iter(metrics_by_model.values())) if key != "eval_seconds"]
+    names = list(metrics_by_model)
+    width = max(len(key) for key in keys) + 2
+    columns = [max(len(name), 8) + 2 for name in names]
+    lines = ["".ljust(width) + "".join(name.rjust(size) for name, size in zip(names, columns))]
+    for key in keys:
+        cells = []
+        for name, size in zip(names, columns):
+            value = metrics_by_model[name].get(key)
+            text = "-" if value is None else f"{value:.3f}" if "second" in key else f"{100 * value:.2f}"
+            cells.append(text.rjust(size))
+        lines.append(key.ljust(width) + "".join(cells))
+    return "\n".join(lines)
+
+
+def level_keys(metrics: Mapping[str, float]) -> list[str]:
+    """The per-level metric names present, level by level."""
+    levels = sorted({int(key.split("_")[1]) for key in metrics if key.startswith("level_")})
+    return [
+        f"level_{level}_{score}"
+        for level in levels
+        for score in PER_LEVEL_SCORES
+        if f"level_{level}_{score}" in metrics
+    ]
+
+
+def plot_per_level_scores(metrics_by_model: Mapping[str, Mapping[str, float]], path: str | Path) -> None:
+    """Grouped bars of each level's accuracy, micro-F1 and macro-F1, one colour per model."""
+    first = next(iter(metrics_by_model.values()))
+    levels = sorted(
+        {int(key.split("_")[1]) for key in first if key.endswith("_accuracy") and key.startswith("level_")}
+    )
+    groups = [(level, score) for level in levels for score in PER_LEVEL_SCORES]
+    figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(groups)), 4))
+    width = 0.8 / len(metrics_by_model)
+    for index, (name, metrics) in enumerate(metrics_by_model.items()):
+        values = [100 * metrics.get(f"level_{level}_{score}", 0.0) for level, score in groups]
+        positions = [group + (index - (len(metrics_by_model) - 1) / 2) * width for group in range(len(groups))]
+        axis.bar(positions, values, width, label=name)
+    axis.set_xticks(range(len(groups)), [f"L{level} {score}" for level, score in groups], rotation=30, ha="right")
+    axis.set_ylabel("%")
+    axis.set_ylim(0, 100)
+    axis.set_title("Per-level scores")
+    axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    figure.tight_layout()
+    _save_figure(figure, path)
+
+
+def plot_confusion(predictions: Sequence[str], references: Sequence[str], path: str | Path, title: str) -> None:
+    """The confusion matrix of one label level (rows: reference, columns: prediction)."""
+    labels = sorted(set(references) | set(predictions))
+    size = max(5, 0.45 * len(labels) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay.from_predictions(
+        references, predictions, labels=labels, ax=axis, xticks_rotation="vertical", colorbar=False
+    )
+    axis.set_title(title)
+    figure.tight_layout()
+    _save_figure(figure, path)
+
+
+def _save_figure(figure: plt.Figure, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp.png")
+    figure.savefig(temporary, dpi=120)
+    plt.close(figure)
+    os.replace(temporary, path)

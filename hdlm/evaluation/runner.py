@@ -1,0 +1,85 @@
+"""Decoding a test set with a hierarchical model and scoring it: label levels by the hierarchical metrics, text
+levels by the text metrics."""
+
+import time
+from collections.abc import Sequence
+
+from transformers import PreTrainedTokenizerBase
+
+from .hierarchical_metrics import compute_hierarchical_metrics
+from .text_metrics import compute_text_metrics
+
+
+def score_paths(
+    predictions: Sequence[Sequence[str]],
+    references: Sequence[Sequence[str]],
+    level_kinds: Sequence[str],
+    taxonomy: Sequence[Sequence[str]] | None = None,
+    truncated: Sequence[Sequence[bool]] | None = None,
+) -> dict[str, float]:
+    """
+    Hierarchical metrics over the leading label levels and text metrics over each text level (`<name>_bleu_2`, ...).
+
+    References whose path the taxonomy does not hold (labels unseen in training) are added to it: they are scored
+    as errors the model could not avoid, not rejected.
+    """
+    num_labels = list(level_kinds).count("label")
+    metrics: dict[str, float] = {}
+    if num_labels:
+        label_references = [tuple(path[:num_labels]) for path in references]
+        full_taxonomy = None
+        if taxonomy:
+            full_taxonomy = sorted({tuple(path) for path in taxonomy} | set(label_references))
+        metrics.update(
+            compute_hierarchical_metrics(
+                [list(path[:num_labels]) for path in predictions],
+                [list(path) for path in label_references],
+                taxonomy=full_taxonomy,
+            )
+        )
+    for level in range(num_labels, len(level_kinds)):
+        text_scores = compute_text_metrics(
+            [path[level] for path in predictions],
+            [path[level] for path in references],
+            truncated=None if truncated is None else [flags[level] for flags in truncated],
+        )
+        metrics.update({f"level_{level + 1}_{key}": value for key, value in text_scores.items()})
+    return metrics
+
+
+def evaluate_model(
+    model,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    references: Sequence[Sequence[str]],
+    **generation_kwargs,
+) -> tuple[list[dict], dict[str, float]]:
+    """
+    Decode `texts` with `model.generate_hierarchical` and score the paths against `references`.
+
+    Returns one record per text (prediction, reference, per-level scores) and the metrics, which include
+    `eval_seconds` and `seconds_per_example`.
+    """
+    start = time.perf_counter()
+    outputs = model.generate_hierarchical(list(texts), tokenizer, show_progress=True, **generation_kwargs)
+    seconds = time.perf_counter() - start
+    records = [
+        {
+            "text": text,
+            "reference": list(reference),
+            "prediction": output.path,
+            "scores": [level.score for level in output.levels],
+            "truncated": [level.truncated for level in output.levels],
+            **({"top_labels": [level.top_labels for level in output.levels]} if output.levels[0].top_labels else {}),
+        }
+        for text, reference, output in zip(texts, references, outputs)
+    ]
+    metrics = score_paths(
+        [record["prediction"] for record in records],
+        references,
+        model.config.level_kinds,
+        taxonomy=model.config.taxonomy,
+        truncated=[record["truncated"] for record in records],
+    )
+    metrics.update(eval_seconds=seconds, seconds_per_example=seconds / max(len(texts), 1))
+    return records, metrics
