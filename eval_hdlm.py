@@ -22,15 +22,7 @@ from trl import TrlParser
 
 from hdlm.data import load_hierarchical_dataset
 from hdlm.evaluation.baselines import LeafSVMBaseline, PerLevelSVMBaseline
-from hdlm.evaluation.report import (
-    SUMMARY_KEYS,
-    format_table,
-    level_keys,
-    plot_confusion,
-    plot_per_level_scores,
-    write_json,
-    write_jsonl,
-)
+from hdlm.evaluation.report import format_table, plot_per_level_scores, summary_keys, write_evaluation, write_json
 from hdlm.evaluation.runner import evaluate_model, score_paths
 
 BASELINES = {"tfidf_leaf": LeafSVMBaseline, "tfidf_per_level": PerLevelSVMBaseline}
@@ -93,7 +85,7 @@ def main(args: EvalArguments) -> None:
             batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens,
         )
-        _write_model_results(output_dir / name, name, records, metrics)
+        write_evaluation(output_dir / name, name, records, metrics)
         results[name] = metrics
 
     if args.baselines:
@@ -108,14 +100,12 @@ def main(args: EvalArguments) -> None:
                 {"text": text, "reference": reference, "prediction": prediction}
                 for text, reference, prediction in zip(texts, references, predictions)
             ]
-            _write_model_results(output_dir / baseline, baseline, records, metrics)
+            write_evaluation(output_dir / baseline, baseline, records, metrics)
             results[baseline] = metrics
 
     write_json(output_dir / "comparison.json", results)
     plot_per_level_scores(results, output_dir / "per_level_scores.png")
-    first = next(iter(results.values()))
-    keys = [*level_keys(first), *(key for key in SUMMARY_KEYS if key in first), "seconds_per_example"]
-    print(format_table(results, keys))
+    print(format_table(results, summary_keys(next(iter(results.values())))))
     print(f"Predictions, metrics and plots in {output_dir}/")
 
 
@@ -124,18 +114,6 @@ def _unique_name(name: str, taken: dict) -> str:
     while candidate in taken:
         candidate, index = f"{name}-{index}", index + 1
     return candidate
-
-
-def _write_model_results(directory: Path, name: str, records: list[dict], metrics: dict[str, float]) -> None:
-    write_jsonl(directory / "predictions.jsonl", records)
-    write_json(directory / "metrics.json", metrics)
-    plot_per_level_scores({name: metrics}, directory / "per_level_scores.png")
-    plot_confusion(
-        [record["prediction"][0] for record in records],
-        [record["reference"][0] for record in records],
-        directory / "confusion_level_1.png",
-        title=f"{name}: level 1",
-    )
 
 
 if __name__ == "__main__":

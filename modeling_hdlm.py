@@ -114,12 +114,19 @@ class HdLMRenderer:
             )
         self.config = config
         self.tokenizer = tokenizer
+        self._parts: dict[str, list[int]] = {}
         self.separator_ids = self._encode(config.level_separator)
         self.eos_ids = [tokenizer.eos_token_id]
         self.children = _taxonomy_children(config.taxonomy)
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _encode_part(self, text: str) -> list[int]:
+        """`_encode`, memoised: headers and labels are rendered again for every row."""
+        if text not in self._parts:
+            self._parts[text] = self._encode(text)
+        return list(self._parts[text])
 
     def truncate_query(self, text: str) -> tuple[str, bool]:
         """Cut the query to `config.max_query_tokens` tokens; says whether it was cut."""
@@ -153,14 +160,14 @@ class HdLMRenderer:
             )
         else:
             header = self.config.level_header_template.format(name=name)
-        return self._encode(header)
+        return self._encode_part(header)
 
     def end_ids(self, level: int) -> list[int]:
         return self.eos_ids if level == self.config.num_levels - 1 else self.separator_ids
 
     def answer_ids(self, level: int, answer: str) -> list[int]:
         """The tokens of one level: the answer, then the level's end marker."""
-        return self._encode(" " + answer) + self.end_ids(level)
+        return self._encode_part(" " + answer) + self.end_ids(level)
 
     def encode_example(self, text: str, answers: Sequence[str]) -> tuple[list[int], list[int]]:
         """Token ids of a full training sequence and their level ids (0 = no loss, d = level d)."""
@@ -622,6 +629,7 @@ class _HierarchicalDecoder:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.device = model.get_input_embeddings().weight.device
         self.rank_chunk = 16
+        self.tries: dict[tuple[int, str | None], dict] = {}
 
     def decode(self, prompts: list[list[int]]) -> list[HierarchicalOutput]:
         batch = len(prompts)
@@ -757,6 +765,11 @@ class _HierarchicalDecoder:
 
     def _label_trie(self, level: int, parent: str | None) -> dict:
         """Prefix tree over the token ids (answer and end marker) of the valid labels below `parent`."""
+        if (level, parent) not in self.tries:
+            self.tries[level, parent] = self._build_trie(level, parent)
+        return self.tries[level, parent]
+
+    def _build_trie(self, level: int, parent: str | None) -> dict:
         root: dict = {}
         for label in self._candidates(level, parent):
             node = root

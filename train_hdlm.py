@@ -27,7 +27,9 @@ accelerate launch --config_file accelerate_configs/multi_gpu.yaml train_hdlm.py 
 `--mode sft_at_k` trains the paper's baseline on identical data: every level decoded by the last layer.
 """
 
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import AutoTokenizer, set_seed
 from transformers.utils import logging
@@ -35,21 +37,27 @@ from trl import ModelConfig, TrlParser
 
 from hdlm.data import collect_taxonomy, load_hierarchical_dataset
 from hdlm.default_base import DEFAULT_BASE_MODEL, resolve_model_name_or_path
+from hdlm.evaluation.report import format_table, summary_keys, write_evaluation
+from hdlm.evaluation.runner import evaluate_model
+from hdlm.publishing import build_model_card
 from hdlm.training import DataCollatorForHierarchicalLM, HdLMSFTConfig, HdLMSFTTrainer, tokenize_hierarchical
 from hdlm.training.preprocessing import fit_query_budget
-from hdlm.training.setup import hdlm_peft_config, load_hdlm_model, save_hdlm_model
+from hdlm.training.setup import freeze_parameters, hdlm_peft_config, load_hdlm_model, save_hdlm_model
 
 logger = logging.get_logger(__name__)
+DEFAULT_RECIPE = Path(__file__).resolve().parent / "recipes" / "default.yaml"
 
 
 @dataclass
 class HdLMScriptArguments:
     """Where the hierarchical examples come from and what their levels are."""
 
-    train_file: str | None = field(
-        default="data/dbpedia/train.jsonl", metadata={"help": "JSONL / JSON / CSV / Parquet training file."}
+    train_file: str | None = field(default=None, metadata={"help": "JSONL / JSON / CSV / Parquet training file."})
+    eval_file: str | None = field(default=None, metadata={"help": "Evaluation file (loss during training)."})
+    test_file: str | None = field(
+        default=None, metadata={"help": "Test file: decoded and scored after training (metrics, plots, card)."}
     )
-    eval_file: str | None = field(default=None, metadata={"help": "Evaluation file, in the same format."})
+    max_test_samples: int | None = field(default=None, metadata={"help": "Score only the first N test examples."})
     dataset_name: str | None = field(
         default=None, metadata={"help": "A `datasets` dataset to use instead of files (needs a reachable hub)."}
     )
@@ -95,6 +103,13 @@ class HdLMArguments:
     merge_adapters: bool = field(
         default=True, metadata={"help": "With LoRA, save a plain HdLM checkpoint with the adapters merged."}
     )
+    train_level_heads: bool = field(
+        default=True, metadata={"help": "Train the intermediate heads (else they stay copies of the final head)."}
+    )
+    freeze_below_layer: int | None = field(
+        default=None,
+        metadata={"help": "Full fine-tuning: freeze the embeddings and the decoder layers below this one (1-based)."},
+    )
 
 
 def main(
@@ -106,6 +121,8 @@ def main(
     set_seed(training_args.seed)
 
     # Load and validate every example before anything is built or written
+    if script_args.train_file is None and script_args.dataset_name is None:
+        raise ValueError("Pass `--train_file` or `--dataset_name` (or no argument at all for the default job).")
     load = dict(
         text_field=script_args.text_field, labels_field=script_args.labels_field, level_kinds=script_args.level_kinds
     )
@@ -116,17 +133,21 @@ def main(
         split=script_args.dataset_train_split,
         **load,
     )
-    eval_dataset = None
+    num_levels = len(train_dataset[0]["labels"])
+    eval_dataset = test_dataset = None
     if script_args.eval_file or (script_args.dataset_name and script_args.dataset_test_split):
         eval_dataset = load_hierarchical_dataset(
             script_args.eval_file if script_args.dataset_name is None else None,
             dataset_name=script_args.dataset_name,
             dataset_config=script_args.dataset_config,
             split=script_args.dataset_test_split or "test",
-            num_levels=len(train_dataset[0]["labels"]),
+            num_levels=num_levels,
             **load,
         )
-    num_levels = len(train_dataset[0]["labels"])
+    if script_args.test_file:
+        test_dataset = load_hierarchical_dataset(script_args.test_file, num_levels=num_levels, **load)
+        if script_args.max_test_samples is not None:
+            test_dataset = test_dataset.select(range(min(script_args.max_test_samples, len(test_dataset))))
     level_names = script_args.level_names or [f"level_{level}" for level in range(1, num_levels + 1)]
     level_kinds = script_args.level_kinds or ["label"] * num_levels
     taxonomy = collect_taxonomy(train_dataset, level_kinds=level_kinds) or None
@@ -164,11 +185,15 @@ def main(
     # Render and tokenise: the same renderer serves `generate_hierarchical`
     renderer = model.get_renderer(tokenizer)
     model.config.max_query_tokens = fit_query_budget(renderer, train_dataset, training_args.max_length)
+    example_text = train_dataset[0]["text"][:200]
     train_dataset = tokenize_hierarchical(train_dataset, renderer, training_args.max_length)
     if eval_dataset is not None:
         eval_dataset = tokenize_hierarchical(eval_dataset, renderer, training_args.max_length)
 
     # Train
+    freeze_parameters(
+        model, train_level_heads=hdlm_args.train_level_heads, freeze_below_layer=hdlm_args.freeze_below_layer
+    )
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer = HdLMSFTTrainer(
         model=model,
@@ -177,18 +202,50 @@ def main(
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         data_collator=DataCollatorForHierarchicalLM(pad_token_id, training_args.pad_to_multiple_of),
-        peft_config=hdlm_peft_config(model_args, model),
+        peft_config=hdlm_peft_config(model_args, model, train_level_heads=hdlm_args.train_level_heads),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_state()
 
-    # Save a checkpoint that loads with AutoModel and trust_remote_code alone
+    # Save a checkpoint that loads with AutoModel and trust_remote_code alone; score it; write its card
+    output_dir = Path(training_args.output_dir)
     if trainer.accelerator.is_main_process:
-        save_hdlm_model(trainer.model, tokenizer, training_args.output_dir, merge=hdlm_args.merge_adapters)
+        model = save_hdlm_model(trainer.model, tokenizer, str(output_dir), merge=hdlm_args.merge_adapters)
+        metrics = None
+        if script_args.test_file:
+            test = load_hierarchical_dataset(script_args.test_file, num_levels=num_levels, **load)
+            if script_args.max_test_samples is not None:
+                test = test.select(range(min(script_args.max_test_samples, len(test))))
+            records, metrics = evaluate_model(
+                model.eval(),
+                tokenizer,
+                test["text"],
+                test["labels"],
+                batch_size=training_args.per_device_eval_batch_size,
+            )
+            write_evaluation(output_dir / "eval", output_dir.name, records, metrics)
+            trainer.accelerator.print(format_table({output_dir.name: metrics}, summary_keys(metrics)))
+        card = build_model_card(
+            model.config,
+            repo_id=training_args.hub_model_id or output_dir.name,
+            base_model=model_args.model_name_or_path,
+            mode=hdlm_args.mode,
+            metrics=metrics,
+            dataset_name=Path(script_args.test_file).parent.name if test_dataset is not None else None,
+            training_data=script_args.dataset_name or script_args.train_file,
+            training_details=[
+                f"{trainer.state.global_step} optimizer steps, learning rate {training_args.learning_rate}, "
+                f"{'LoRA' if model_args.use_peft else 'full fine-tuning'}",
+            ],
+            plot="eval/per_level_scores.png" if metrics else None,
+            example_text=example_text,
+        )
+        card.save(output_dir / "README.md")
     trainer.accelerator.wait_for_everyone()
     trainer.accelerator.print(
-        f"Model saved to {training_args.output_dir}. Load it with "
-        f"AutoModel.from_pretrained({training_args.output_dir!r}, trust_remote_code=True)."
+        f"Done. Model, tokenizer and card in {output_dir}/"
+        + (f", predictions, metrics and plots in {output_dir}/eval/" if test_dataset is not None else "")
+        + f". Load it with AutoModel.from_pretrained({str(output_dir)!r}, trust_remote_code=True)."
     )
     trainer.end()
 
@@ -199,5 +256,12 @@ def make_parser() -> TrlParser:
     return parser
 
 
+def with_default_recipe(args: list[str]) -> list[str]:
+    """Without `--config`, `--train_file` or `--dataset_name`, run the embedded default job (recipes/default.yaml)."""
+    if any(arg.split("=")[0] in ("--config", "--train_file", "--dataset_name") for arg in args):
+        return args
+    return ["--config", str(DEFAULT_RECIPE), *args]
+
+
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    main(*make_parser().parse_args_and_config(args=with_default_recipe(sys.argv[1:])))

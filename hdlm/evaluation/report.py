@@ -112,3 +112,22 @@ def _save_figure(figure: plt.Figure, path: str | Path) -> None:
     figure.savefig(temporary, dpi=120)
     plt.close(figure)
     os.replace(temporary, path)
+
+
+def write_evaluation(directory: str | Path, name: str, records: list[dict], metrics: Mapping[str, float]) -> None:
+    """Everything about one model's evaluation: predictions, metrics, per-level scores and level-1 confusions."""
+    directory = Path(directory)
+    write_jsonl(directory / "predictions.jsonl", records)
+    write_json(directory / "metrics.json", dict(metrics))
+    plot_per_level_scores({name: metrics}, directory / "per_level_scores.png")
+    plot_confusion(
+        [record["prediction"][0] for record in records],
+        [record["reference"][0] for record in records],
+        directory / "confusion_level_1.png",
+        title=f"{name}: level 1",
+    )
+
+
+def summary_keys(metrics: Mapping[str, float]) -> list[str]:
+    """The rows of the printed table: per-level scores, the protocols' summaries, the decoding time."""
+    return [*level_keys(metrics), *(key for key in SUMMARY_KEYS if key in metrics), "seconds_per_example"]

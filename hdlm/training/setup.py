@@ -74,16 +74,35 @@ def load_hdlm_model(
     )
 
 
-def hdlm_peft_config(model_args: ModelConfig, model: HdLMForCausalLM) -> LoraConfig | None:
+def freeze_parameters(model: HdLMForCausalLM, *, train_level_heads: bool, freeze_below_layer: int | None) -> None:
     """
-    TRL's LoRA settings, completed for HdLM: the level heads are trained in full and saved (`modules_to_save`),
-    and the adapted modules default to PEFT's choice for the base architecture (the wrapper's own type is unknown
-    to PEFT).
+    Freeze what full fine-tuning leaves alone: the intermediate heads (they stay copies of the final head) and/or
+    the embeddings and the decoder layers below `freeze_below_layer` (1-based). With tied embeddings, freezing the
+    embeddings freezes the final head too.
+    """
+    if not train_level_heads:
+        model.level_heads.requires_grad_(False)
+    if freeze_below_layer is not None:
+        num_layers = model.config.text_config.num_hidden_layers
+        if not 1 <= freeze_below_layer <= num_layers:
+            raise ValueError(f"`freeze_below_layer` must lie in 1..{num_layers}, got {freeze_below_layer}.")
+        model.get_input_embeddings().requires_grad_(False)
+        for layer in model.decoder_layers[: freeze_below_layer - 1]:
+            layer.requires_grad_(False)
+
+
+def hdlm_peft_config(
+    model_args: ModelConfig, model: HdLMForCausalLM, train_level_heads: bool = True
+) -> LoraConfig | None:
+    """
+    TRL's LoRA settings, completed for HdLM: the level heads are trained in full and saved (`modules_to_save`)
+    unless `train_level_heads=False`, and the adapted modules default to PEFT's choice for the base architecture
+    (the wrapper's own type is unknown to PEFT).
     """
     peft_config = get_peft_config(model_args)
     if peft_config is None:
         return None
-    heads = [f"level_heads.{level}" for level in model.config.head_levels]
+    heads = [f"level_heads.{level}" for level in model.config.head_levels] if train_level_heads else []
     peft_config.modules_to_save = list(peft_config.modules_to_save or []) + heads
     if peft_config.target_modules is None:
         base_type = model.config.text_config.model_type
@@ -96,9 +115,12 @@ def hdlm_peft_config(model_args: ModelConfig, model: HdLMForCausalLM) -> LoraCon
     return peft_config
 
 
-def save_hdlm_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, output_dir: str, merge: bool) -> None:
+def save_hdlm_model(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, output_dir: str, merge: bool
+) -> torch.nn.Module:
     """
-    Save the trained model so that `AutoModel.from_pretrained(output_dir, trust_remote_code=True)` needs nothing else.
+    Save the trained model so that `AutoModel.from_pretrained(output_dir, trust_remote_code=True)` needs nothing else,
+    and return it.
 
     A PEFT model is merged into a plain HdLM checkpoint unless `merge=False` (then only the adapter is saved).
     """
@@ -107,3 +129,4 @@ def save_hdlm_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, 
     os.makedirs(output_dir, exist_ok=True)
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
+    return model
