@@ -20,7 +20,7 @@ from pathlib import Path
 from transformers import AutoModel, AutoTokenizer
 from trl import TrlParser
 
-from hdlm.data import load_hierarchical_dataset
+from hdlm.data import collect_taxonomy, load_hierarchical_dataset, sample_rows
 from hdlm.evaluation.baselines import LeafSVMBaseline, PerLevelSVMBaseline
 from hdlm.evaluation.report import format_table, plot_per_level_scores, summary_keys, write_evaluation, write_json
 from hdlm.evaluation.runner import evaluate_model, score_paths
@@ -38,7 +38,10 @@ class EvalArguments:
     test_file: str = field(default="data/dbpedia/test.jsonl", metadata={"help": "Test file (JSONL/CSV/Parquet)."})
     text_field: str = field(default="text", metadata={"help": "Field holding the query."})
     labels_field: str = field(default="labels", metadata={"help": "Field holding the reference label path."})
-    max_samples: int | None = field(default=None, metadata={"help": "Evaluate the first N examples only."})
+    max_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate N examples drawn at random (seed: `--seed`)."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the `max_samples` draw."})
     strategy: str = field(default="greedy", metadata={"help": "`greedy` (token by token) or `rank` (exact)."})
     constrained: bool = field(default=True, metadata={"help": "Restrict label levels to the taxonomy."})
     early_exit: bool = field(default=True, metadata={"help": "Decode each level with its first layers only."})
@@ -63,8 +66,7 @@ def main(args: EvalArguments) -> None:
         raise ValueError("The baselines are trained first: pass `--train_file`.")
 
     test = load_hierarchical_dataset(args.test_file, text_field=args.text_field, labels_field=args.labels_field)
-    if args.max_samples is not None:
-        test = test.select(range(min(args.max_samples, len(test))))
+    test = sample_rows(test, args.max_samples, seed=args.seed)
     texts, references = test["text"], test["labels"]
     output_dir = Path(args.output_dir)
     results: dict[str, dict[str, float]] = {}
@@ -90,11 +92,12 @@ def main(args: EvalArguments) -> None:
 
     if args.baselines:
         train = load_hierarchical_dataset(args.train_file, text_field=args.text_field, labels_field=args.labels_field)
+        taxonomy = collect_taxonomy(train)
         for baseline in args.baselines:
             start = time.perf_counter()
             predictions = BASELINES[baseline]().fit(train["text"], train["labels"]).predict(texts)
             seconds = time.perf_counter() - start
-            metrics = score_paths(predictions, references, ["label"] * len(references[0]))
+            metrics = score_paths(predictions, references, ["label"] * len(references[0]), taxonomy=taxonomy)
             metrics.update(eval_seconds=seconds, seconds_per_example=seconds / len(texts))
             records = [
                 {"text": text, "reference": reference, "prediction": prediction}

@@ -35,14 +35,25 @@ from transformers import AutoTokenizer, set_seed
 from transformers.utils import logging
 from trl import ModelConfig, TrlParser
 
-from hdlm.data import collect_taxonomy, load_hierarchical_dataset
-from hdlm.default_base import DEFAULT_BASE_MODEL, resolve_model_name_or_path
-from hdlm.evaluation.report import format_table, summary_keys, write_evaluation
+from hdlm.data import collect_taxonomy, load_hierarchical_dataset, sample_rows
+from hdlm.default_base import (
+    DEFAULT_BASE_HUB_ID,
+    DEFAULT_BASE_LICENSE,
+    DEFAULT_BASE_MODEL,
+    resolve_model_name_or_path,
+)
+from hdlm.evaluation.report import format_table, plot_loss_curves, summary_keys, write_evaluation
 from hdlm.evaluation.runner import evaluate_model
-from hdlm.publishing import build_model_card
+from hdlm.publishing import build_model_card, publish, require_hub_access
 from hdlm.training import DataCollatorForHierarchicalLM, HdLMSFTConfig, HdLMSFTTrainer, tokenize_hierarchical
 from hdlm.training.preprocessing import fit_query_budget
-from hdlm.training.setup import freeze_parameters, hdlm_peft_config, load_hdlm_model, save_hdlm_model
+from hdlm.training.setup import (
+    check_distributed_support,
+    freeze_parameters,
+    hdlm_peft_config,
+    load_hdlm_model,
+    save_hdlm_model,
+)
 
 logger = logging.get_logger(__name__)
 DEFAULT_RECIPE = Path(__file__).resolve().parent / "recipes" / "default.yaml"
@@ -57,7 +68,9 @@ class HdLMScriptArguments:
     test_file: str | None = field(
         default=None, metadata={"help": "Test file: decoded and scored after training (metrics, plots, card)."}
     )
-    max_test_samples: int | None = field(default=None, metadata={"help": "Score only the first N test examples."})
+    max_test_samples: int | None = field(
+        default=None, metadata={"help": "Score N test examples drawn at random (seed: `--seed`)."}
+    )
     dataset_name: str | None = field(
         default=None, metadata={"help": "A `datasets` dataset to use instead of files (needs a reachable hub)."}
     )
@@ -118,6 +131,8 @@ def main(
     model_args: ModelConfig,
     hdlm_args: HdLMArguments,
 ) -> None:
+    if training_args.push_to_hub:
+        require_hub_access(training_args.hub_token)  # offline or no token: stop now, not after training
     set_seed(training_args.seed)
 
     # Load and validate every example before anything is built or written
@@ -146,8 +161,7 @@ def main(
         )
     if script_args.test_file:
         test_dataset = load_hierarchical_dataset(script_args.test_file, num_levels=num_levels, **load)
-        if script_args.max_test_samples is not None:
-            test_dataset = test_dataset.select(range(min(script_args.max_test_samples, len(test_dataset))))
+        test_dataset = sample_rows(test_dataset, script_args.max_test_samples, seed=training_args.seed)
     level_names = script_args.level_names or [f"level_{level}" for level in range(1, num_levels + 1)]
     level_kinds = script_args.level_kinds or ["label"] * num_levels
     taxonomy = collect_taxonomy(train_dataset, level_kinds=level_kinds) or None
@@ -204,31 +218,32 @@ def main(
         data_collator=DataCollatorForHierarchicalLM(pad_token_id, training_args.pad_to_multiple_of),
         peft_config=hdlm_peft_config(model_args, model, train_level_heads=hdlm_args.train_level_heads),
     )
+    check_distributed_support(trainer, model_args.use_peft)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_state()
 
     # Save a checkpoint that loads with AutoModel and trust_remote_code alone; score it; write its card
     output_dir = Path(training_args.output_dir)
+    model = save_hdlm_model(trainer, str(output_dir), merge=hdlm_args.merge_adapters)
     if trainer.accelerator.is_main_process:
-        model = save_hdlm_model(trainer.model, tokenizer, str(output_dir), merge=hdlm_args.merge_adapters)
+        plot_loss_curves(trainer.state.log_history, output_dir / "loss_curves.png")
         metrics = None
-        if script_args.test_file:
-            test = load_hierarchical_dataset(script_args.test_file, num_levels=num_levels, **load)
-            if script_args.max_test_samples is not None:
-                test = test.select(range(min(script_args.max_test_samples, len(test))))
+        if test_dataset is not None:
             records, metrics = evaluate_model(
                 model.eval(),
                 tokenizer,
-                test["text"],
-                test["labels"],
+                test_dataset["text"],
+                test_dataset["labels"],
                 batch_size=training_args.per_device_eval_batch_size,
             )
             write_evaluation(output_dir / "eval", output_dir.name, records, metrics)
             trainer.accelerator.print(format_table({output_dir.name: metrics}, summary_keys(metrics)))
+        default_base = model_args.model_name_or_path == DEFAULT_BASE_MODEL
         card = build_model_card(
             model.config,
             repo_id=training_args.hub_model_id or output_dir.name,
-            base_model=model_args.model_name_or_path,
+            base_model=DEFAULT_BASE_HUB_ID if default_base else model_args.model_name_or_path,
+            license=DEFAULT_BASE_LICENSE if default_base else None,
             mode=hdlm_args.mode,
             metrics=metrics,
             dataset_name=Path(script_args.test_file).parent.name if test_dataset is not None else None,
@@ -241,6 +256,15 @@ def main(
             example_text=example_text,
         )
         card.save(output_dir / "README.md")
+        if training_args.push_to_hub:  # one commit: checkpoint, remote code, card and results (not the Trainer's push)
+            url = publish(
+                output_dir,
+                training_args.hub_model_id or output_dir.name,
+                private=bool(training_args.hub_private_repo),
+                revision=training_args.hub_revision,
+                token=training_args.hub_token,
+            )
+            trainer.accelerator.print(f"Published to {url}")
     trainer.accelerator.wait_for_everyone()
     trainer.accelerator.print(
         f"Done. Model, tokenizer and card in {output_dir}/"

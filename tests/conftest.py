@@ -1,6 +1,11 @@
 """Shared fixtures: a real byte-level BPE tokenizer trained here, and tiny random base models built from configs."""
 
+import logging
+import shutil
 import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,6 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from configuration_hdlm import HdLMConfig  # noqa: E402
+from hdlm.default_base import DEFAULT_BASE_MODEL, resolve_model_name_or_path  # noqa: E402
 from modeling_hdlm import HdLMForCausalLM  # noqa: E402
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>"]
@@ -115,3 +121,45 @@ def tiny_hdlm(family: str, tokenizer, taxonomy=TAXONOMY_2, level_layers=None, ki
 
 
 __all__ = ["HdLMConfig", "HdLMForCausalLM", "tiny_base", "tiny_hdlm", "train_tokenizer"]
+
+
+@dataclass
+class Converted:
+    hf_home: Path
+    path: Path
+    seconds: float
+    messages: list[str]
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converted]:
+    """
+    The real first-use conversion of the default base, in a temporary HF_HOME, with its log records (deleted after
+    the session): shared by the default-base and the default-job tests.
+    """
+    hf_home = tmp_path_factory.mktemp("hf_home")
+    handler = _Collect()
+    log = logging.getLogger("hdlm.default_base")
+    old_level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("HF_HOME", str(hf_home))
+            start = time.perf_counter()
+            path = resolve_model_name_or_path(DEFAULT_BASE_MODEL)
+            seconds = time.perf_counter() - start
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+    yield Converted(hf_home, Path(path), seconds, [r.getMessage() for r in handler.records])
+    shutil.rmtree(hf_home, ignore_errors=True)  # 1.1 GB; pytest would keep it for three runs

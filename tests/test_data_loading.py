@@ -21,6 +21,7 @@ from hdlm.data import (
     load_dbpedia_csv,
     load_hierarchical_dataset,
     load_wos_data_txt,
+    sample_rows,
     standard_wos_split,
 )
 
@@ -469,3 +470,15 @@ def test_dbpedia_csv(tmp_path: Path) -> None:
     assert "DBPEDIA_bad.csv, line 6, field 'l2' (level 2): empty label" in message
     assert "line 7, field 'l3' (level 3): taxonomy conflict: label 'Mountain' appears under two parents: " in message
     assert "'NaturalPlace' (line 4) and 'Writer' (line 7)" in message
+
+
+def test_sample_rows_draws_a_seeded_random_subset_of_a_sorted_file() -> None:
+    rows = datasets.Dataset.from_dict(
+        {"text": [f"t{i}" for i in range(100)], "labels": [[str(i // 50)] for i in range(100)]}
+    )
+    first = sample_rows(rows, 10, seed=0)
+    assert len(first) == 10 and first["text"] == sample_rows(rows, 10, seed=0)["text"]
+    assert first["text"] != sample_rows(rows, 10, seed=1)["text"]
+    assert {labels[0] for labels in first["labels"]} == {"0", "1"}, "a prefix of a sorted file would hold one class"
+    assert len(set(first["text"])) == 10
+    assert sample_rows(rows, None, seed=0) is rows and sample_rows(rows, 100, seed=0) is rows

@@ -15,10 +15,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import Converted
 
 from hdlm import default_base
 from hdlm.default_base import (
@@ -35,45 +35,6 @@ from hdlm.default_base import (
 LOGGER = "hdlm.default_base"
 CONVERTING = "Converting the packaged Gemma 3 270M GGUF file"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class Converted:
-    hf_home: Path
-    path: Path
-    seconds: float
-    messages: list[str]
-
-
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture(scope="session")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converted]:
-    """The real first-use conversion, in a temporary HF_HOME, with its log records (deleted after the session)."""
-    hf_home = tmp_path_factory.mktemp("hf_home")
-    handler = _Collect()
-    log = logging.getLogger(LOGGER)
-    old_level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.DEBUG)
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("HF_HOME", str(hf_home))
-            start = time.perf_counter()
-            path = resolve_model_name_or_path(DEFAULT_BASE_MODEL)
-            seconds = time.perf_counter() - start
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(old_level)
-    yield Converted(hf_home, Path(path), seconds, [r.getMessage() for r in handler.records])
-    shutil.rmtree(hf_home, ignore_errors=True)  # 1.1 GB; pytest would keep it for three runs
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from .loading import (
     load_dbpedia_csv,
     load_hierarchical_dataset,
     load_wos_data_txt,
+    sample_rows,
     standard_wos_split,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "load_dbpedia_csv",
     "load_hierarchical_dataset",
     "load_wos_data_txt",
+    "sample_rows",
     "standard_wos_split",
 ]

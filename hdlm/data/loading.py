@@ -37,6 +37,7 @@ __all__ = [
     "load_dbpedia_csv",
     "load_hierarchical_dataset",
     "load_wos_data_txt",
+    "sample_rows",
     "standard_wos_split",
 ]
 
@@ -649,6 +650,16 @@ def load_hierarchical_dataset(
 
 
 # -- taxonomy -------------------------------------------------------------------------------------------------
+def sample_rows(dataset: datasets.Dataset, count: int | None, seed: int) -> datasets.Dataset:
+    """
+    At most `count` rows drawn at random (seeded), so that a subset of a file sorted by class still covers every
+    class; the whole data set when `count` is None or not smaller.
+    """
+    if count is None or count >= len(dataset):
+        return dataset
+    return dataset.shuffle(seed=seed).select(range(count)).flatten_indices()
+
+
 def _label_paths(source: Any) -> Iterator[Sequence[str]]:
     """Label paths from a Dataset, a DatasetDict, or an iterable mixing those and label paths."""
     if isinstance(source, datasets.DatasetDict):

@@ -105,6 +105,22 @@ def plot_confusion(predictions: Sequence[str], references: Sequence[str], path: 
     _save_figure(figure, path)
 
 
+def plot_loss_curves(log_history: Sequence[Mapping[str, float]], path: str | Path) -> None:
+    """The training (and evaluation) loss of every level against the step, from a Trainer's `state.log_history`."""
+    figure, axis = plt.subplots(figsize=(7, 4))
+    keys = sorted({key for entry in log_history for key in entry if key.startswith(("loss", "eval_loss"))})
+    for key in keys:
+        points = [(entry["step"], entry[key]) for entry in log_history if key in entry]
+        axis.plot(*zip(*points), marker="." if len(points) < 30 else None, label=key)
+    axis.set_xlabel("optimizer step")
+    axis.set_ylabel("loss (levels: token mean; loss: their weighted sum)")
+    axis.set_yscale("log")
+    axis.set_title("Training losses per level")
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    _save_figure(figure, path)
+
+
 def _save_figure(figure: plt.Figure, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import torch
 from peft import LoraConfig
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-from transformers import AutoConfig, PreTrainedTokenizerBase
+from transformers import AutoConfig, Trainer
 from trl import ModelConfig, get_peft_config
 
 from modeling_hdlm import HdLMForCausalLM
@@ -115,18 +115,36 @@ def hdlm_peft_config(
     return peft_config
 
 
-def save_hdlm_model(
-    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, output_dir: str, merge: bool
-) -> torch.nn.Module:
-    """
-    Save the trained model so that `AutoModel.from_pretrained(output_dir, trust_remote_code=True)` needs nothing else,
-    and return it.
+def check_distributed_support(trainer: Trainer, use_peft: bool) -> None:
+    """Stop before training on a combination whose final save is not supported: LoRA with sharded weights."""
+    if use_peft and (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
+        raise ValueError(
+            "LoRA (`--use_peft`) under FSDP or DeepSpeed is not supported by train_hdlm.py: the adapters could not be "
+            "merged into a plain HdLM checkpoint. Use data parallelism (accelerate_configs/multi_gpu.yaml) for LoRA, "
+            "or full fine-tuning under FSDP / ZeRO-3."
+        )
 
-    A PEFT model is merged into a plain HdLM checkpoint unless `merge=False` (then only the adapter is saved).
+
+def save_hdlm_model(trainer: Trainer, output_dir: str, merge: bool) -> torch.nn.Module | None:
     """
+    Save the trained model so that `AutoModel.from_pretrained(output_dir, trust_remote_code=True)` needs nothing else.
+    Call it on every process; returns the full model on the main process, None elsewhere.
+
+    A PEFT model is merged into a plain HdLM checkpoint unless `merge=False` (then only the adapter is saved). Under
+    FSDP or DeepSpeed the trainer gathers the sharded weights (every rank takes part) and the main process reloads
+    the checkpoint it wrote.
+    """
+    accelerator = trainer.accelerator
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        trainer.save_model(output_dir)
+        accelerator.wait_for_everyone()
+        return HdLMForCausalLM.from_pretrained(output_dir) if accelerator.is_main_process else None
+    if not accelerator.is_main_process:
+        return None
+    model = trainer.model
     if merge and hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     os.makedirs(output_dir, exist_ok=True)
     model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+    trainer.processing_class.save_pretrained(output_dir)
     return model

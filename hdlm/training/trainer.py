@@ -1,5 +1,6 @@
 """`HdLMSFTTrainer`: TRL's `SFTTrainer` with the weighted multi-level HdLM loss."""
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,10 +44,17 @@ class HdLMSFTTrainer(SFTTrainer):
     `compute_loss` is replaced as a whole: TRL's own swaps in a fused lm-head forward that knows one head only.
     Under gradient accumulation and data parallelism each level's loss is averaged over all of its tokens in the
     optimizer step (`num_items_in_level`), and each level's loss is logged (`loss_<level name>`).
+
+    With `push_to_hub`, the Trainer's own pushes (repository creation at init, every save, `save_model`) are turned
+    off on the trainer's copy of the arguments: an HdLM is published once, after training, with its model card and
+    results, by `hdlm.publishing.publish` (train_hdlm.py does it).
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model, args: HdLMSFTConfig | None = None, *positional, **kwargs):
+        if args is not None and args.push_to_hub:
+            args = copy.copy(args)
+            args.push_to_hub = False
+        super().__init__(model, args, *positional, **kwargs)
         self._num_items_in_level: torch.Tensor | None = None
 
     @property
