@@ -9,15 +9,21 @@ python eval_hdlm.py \
     --output_dir outputs/eval
 ```
 
-Writes, per model, `predictions.jsonl`, `metrics.json`, a per-level score PNG and a level-1 confusion matrix PNG
-under `output_dir/<model>/`, then `comparison.json` and `per_level_scores.png` for all models together.
+Label levels are scored by the hierarchical metrics, free-text levels (a label then a reply, `level_kinds: [label,
+text]`) by BLEU-2, ROUGE-L, Distinct-2 and the shares of empty and cut-off replies; the level kinds come from the
+checkpoints' configs.
+
+Writes, per model, `predictions.jsonl`, `metrics.json`, a per-level score PNG and, when level 1 is a label level, its
+confusion matrix PNG under `output_dir/<model>/`, then `comparison.json` and `per_level_scores.png` for all models
+together.
 """
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoModel, AutoTokenizer
+import torch
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 from trl import TrlParser
 
 from hdlm.data import collect_taxonomy, load_hierarchical_dataset, sample_rows
@@ -38,16 +44,24 @@ class EvalArguments:
     test_file: str = field(default="data/dbpedia/test.jsonl", metadata={"help": "Test file (JSONL/CSV/Parquet)."})
     text_field: str = field(default="text", metadata={"help": "Field holding the query."})
     labels_field: str = field(default="labels", metadata={"help": "Field holding the reference label path."})
+    level_kinds: list[str] | None = field(
+        default=None,
+        metadata={"help": "`label` or `text` per level. Default: the checkpoints' (all `label` with baselines only)."},
+    )
     max_samples: int | None = field(
         default=None, metadata={"help": "Evaluate N examples drawn at random (seed: `--seed`)."}
     )
-    seed: int = field(default=0, metadata={"help": "Seed of the `max_samples` draw."})
+    seed: int = field(default=0, metadata={"help": "Seed of the `max_samples` draw and of sampling."})
     strategy: str = field(default="greedy", metadata={"help": "`greedy` (token by token) or `rank` (exact)."})
     constrained: bool = field(default=True, metadata={"help": "Restrict label levels to the taxonomy."})
     early_exit: bool = field(default=True, metadata={"help": "Decode each level with its first layers only."})
     top_k: int = field(default=1, metadata={"help": "With `rank`, record the top-k labels of each level."})
     batch_size: int = field(default=16, metadata={"help": "Examples decoded together."})
     max_new_tokens: int = field(default=64, metadata={"help": "The most tokens a free-text level may take."})
+    do_sample: bool = field(default=False, metadata={"help": "Sample free-text levels (seeded by `--seed`)."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of free-text levels."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold of free-text levels."})
+    repetition_penalty: float = field(default=1.0, metadata={"help": "Repetition penalty of free-text levels."})
     baselines: list[str] = field(
         default_factory=list, metadata={"help": f"Baselines to train and evaluate too: {sorted(BASELINES)}."}
     )
@@ -65,7 +79,13 @@ def main(args: EvalArguments) -> None:
     if args.baselines and args.train_file is None:
         raise ValueError("The baselines are trained first: pass `--train_file`.")
 
-    test = load_hierarchical_dataset(args.test_file, text_field=args.text_field, labels_field=args.labels_field)
+    level_kinds = _level_kinds(args)
+    num_label_levels = None if level_kinds is None else level_kinds.count("label")
+    if args.baselines and num_label_levels == 0:
+        raise ValueError(f"The `--baselines` classify label levels; `level_kinds` {level_kinds} has none.")
+
+    load = dict(text_field=args.text_field, labels_field=args.labels_field, level_kinds=level_kinds)
+    test = load_hierarchical_dataset(args.test_file, **load)
     test = sample_rows(test, args.max_samples, seed=args.seed)
     texts, references = test["text"], test["labels"]
     output_dir = Path(args.output_dir)
@@ -86,22 +106,30 @@ def main(args: EvalArguments) -> None:
             top_k=args.top_k,
             batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens,
+            do_sample=args.do_sample,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            repetition_penalty=args.repetition_penalty,
+            generator=torch.Generator(device=model.device).manual_seed(args.seed) if args.do_sample else None,
         )
         write_evaluation(output_dir / name, name, records, metrics)
         results[name] = metrics
 
     if args.baselines:
-        train = load_hierarchical_dataset(args.train_file, text_field=args.text_field, labels_field=args.labels_field)
-        taxonomy = collect_taxonomy(train)
+        train = load_hierarchical_dataset(args.train_file, **load)
+        depth = num_label_levels or len(references[0])  # the baselines predict the label levels only
+        train_paths = [path[:depth] for path in train["labels"]]
+        label_references = [path[:depth] for path in references]
+        taxonomy = collect_taxonomy(train_paths)
         for baseline in args.baselines:
             start = time.perf_counter()
-            predictions = BASELINES[baseline]().fit(train["text"], train["labels"]).predict(texts)
+            predictions = BASELINES[baseline]().fit(train["text"], train_paths).predict(texts)
             seconds = time.perf_counter() - start
-            metrics = score_paths(predictions, references, ["label"] * len(references[0]), taxonomy=taxonomy)
+            metrics = score_paths(predictions, label_references, ["label"] * depth, taxonomy=taxonomy)
             metrics.update(eval_seconds=seconds, seconds_per_example=seconds / len(texts))
             records = [
                 {"text": text, "reference": reference, "prediction": prediction}
-                for text, reference, prediction in zip(texts, references, predictions)
+                for text, reference, prediction in zip(texts, label_references, predictions)
             ]
             write_evaluation(output_dir / baseline, baseline, records, metrics)
             results[baseline] = metrics
@@ -110,6 +138,22 @@ def main(args: EvalArguments) -> None:
     plot_per_level_scores(results, output_dir / "per_level_scores.png")
     print(format_table(results, summary_keys(next(iter(results.values())))))
     print(f"Predictions, metrics and plots in {output_dir}/")
+
+
+def _level_kinds(args: EvalArguments) -> list[str] | None:
+    """The level kinds shared by every checkpoint (and `--level_kinds` when given); None means all labels."""
+    kinds_by_model = {
+        path: AutoConfig.from_pretrained(path, trust_remote_code=args.trust_remote_code).level_kinds
+        for path in args.model_name_or_path
+    }
+    if args.level_kinds is not None:
+        kinds_by_model["--level_kinds"] = list(args.level_kinds)
+    distinct = {tuple(kinds) for kinds in kinds_by_model.values()}
+    if len(distinct) > 1:
+        raise ValueError(
+            f"The checkpoints disagree on `level_kinds`, so they cannot share a test file: {kinds_by_model}."
+        )
+    return list(distinct.pop()) if distinct else None
 
 
 def _unique_name(name: str, taken: dict) -> str:

@@ -3,11 +3,16 @@
 import json
 
 import pytest
-from conftest import TAXONOMY_2, tiny_hdlm
-from test_training import synthetic_rows, write_jsonl
+from conftest import TAXONOMY_2, HdLMForCausalLM, tiny_base, tiny_hdlm
+from test_training import STRATEGIES, label_text_rows, synthetic_rows, write_jsonl
 
 from eval_hdlm import EvalArguments, main
 from hdlm.evaluation.hierarchical_metrics import compute_hierarchical_metrics
+from hdlm.evaluation.report import summary_keys, write_evaluation
+from hdlm.evaluation.runner import score_paths
+from hdlm.evaluation.text_metrics import compute_text_metrics
+
+TEXT_METRICS = ["bleu_2", "rouge_l", "distinct_2", "empty_rate", "truncated_rate"]
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +67,91 @@ def test_eval_writes_every_result_for_every_model(checkpoints, tmp_path, capsys)
     assert comparison["tfidf_leaf"]["path_accuracy"] == 1.0
 
 
-def test_eval_rejects_bad_arguments(tmp_path):
+@pytest.fixture(scope="module")
+def label_text_checkpoint(tmp_path_factory, tokenizer) -> str:
+    """An untrained tiny label -> text model (strategy, then reply), saved with its tokenizer."""
+    path = tmp_path_factory.mktemp("eval_label_text") / "strategy-reply"
+    model = HdLMForCausalLM.from_base(
+        tiny_base("llama", tokenizer),
+        level_layers=[2, 4],
+        level_names=["strategy", "reply"],
+        level_kinds=["label", "text"],
+        taxonomy=[[strategy] for strategy in STRATEGIES],
+    )
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def test_eval_scores_a_label_then_text_checkpoint(label_text_checkpoint, tmp_path, capsys):
+    # The same reply under two strategies: free text, not a taxonomy conflict.
+    rows = label_text_rows(10, seed=1) + [
+        {"id": "same-1", "text": "hello", "labels": ["Question", "how are you today?"]},
+        {"id": "same-2", "text": "hello again", "labels": ["Reflection", "how are you today?"]},
+    ]
+    test_file = write_jsonl(tmp_path / "test.jsonl", rows)
+    train_file = write_jsonl(tmp_path / "train.jsonl", label_text_rows(30))
+    arguments = dict(model_name_or_path=[label_text_checkpoint], test_file=test_file, batch_size=12, max_new_tokens=6)
+    main(EvalArguments(**arguments, baselines=["tfidf_leaf"], train_file=train_file, output_dir=str(tmp_path / "a")))
+
+    table = capsys.readouterr().out.splitlines()
+    expected_rows = ["level_1_accuracy", "level_1_macro_f1", *(f"level_2_{score}" for score in TEXT_METRICS)]
+    assert all(any(line.startswith(key + " ") for line in table) for key in expected_rows)
+    directory = tmp_path / "a" / "strategy-reply"
+    assert {p.name for p in directory.iterdir()} == {
+        "predictions.jsonl",
+        "metrics.json",
+        "per_level_scores.png",
+        "confusion_level_1.png",
+    }
+    metrics = json.loads((directory / "metrics.json").read_text())
+    records = [json.loads(line) for line in (directory / "predictions.jsonl").read_text().splitlines()]
+    assert [record["reference"] for record in records] == [row["labels"] for row in rows]
+    assert all(record["prediction"][0] in STRATEGIES for record in records)
+    assert metrics["level_1_accuracy"] == pytest.approx(
+        sum(record["prediction"][0] == record["reference"][0] for record in records) / len(records)
+    )
+    recomputed = compute_text_metrics(
+        [record["prediction"][1] for record in records],
+        [record["reference"][1] for record in records],
+        truncated=[record["truncated"][1] for record in records],
+    )
+    assert {key: metrics[f"level_2_{key}"] for key in TEXT_METRICS} == pytest.approx(recomputed)
+    assert "level_2_accuracy" not in metrics
+
+    # The baseline classifies the strategy only; the comparison shows "-" for its reply.
+    comparison = json.loads((tmp_path / "a" / "comparison.json").read_text())
+    assert "level_1_macro_f1" in comparison["tfidf_leaf"] and "level_2_bleu_2" not in comparison["tfidf_leaf"]
+    baseline_records = (tmp_path / "a" / "tfidf_leaf" / "predictions.jsonl").read_text().splitlines()
+    assert all(len(json.loads(line)["prediction"]) == 1 for line in baseline_records)
+
+    # Sampled replies are reproducible with `--seed`; the strategy stays the constrained best label.
+    for name in ("b", "c"):
+        main(EvalArguments(**arguments, do_sample=True, temperature=2.0, seed=3, output_dir=str(tmp_path / name)))
+    sampled = [(tmp_path / name / "strategy-reply" / "predictions.jsonl").read_text() for name in ("b", "c")]
+    assert sampled[0] == sampled[1]
+    sampled_records = [json.loads(line) for line in sampled[0].splitlines()]
+    assert [r["prediction"][0] for r in sampled_records] == [r["prediction"][0] for r in records]
+    assert [r["prediction"][1] for r in sampled_records] != [r["prediction"][1] for r in records]
+
+
+def test_text_level_results_are_tabled_and_plotted_without_a_confusion_matrix(tmp_path):
+    predictions, references = [["a reply"], [""]], [["a reply"], ["another reply"]]
+    metrics = score_paths(predictions, references, ["text"], truncated=[[False], [True]])
+    assert summary_keys(metrics) == [*(f"level_1_{score}" for score in TEXT_METRICS), "seconds_per_example"]
+    records = [{"prediction": p, "reference": r} for p, r in zip(predictions, references)]
+    write_evaluation(tmp_path, "text-only", records, metrics)
+    assert {p.name for p in tmp_path.iterdir()} == {"predictions.jsonl", "metrics.json", "per_level_scores.png"}
+    assert metrics["level_1_empty_rate"] == metrics["level_1_truncated_rate"] == 0.5
+
+
+def test_eval_rejects_bad_arguments(checkpoints, label_text_checkpoint, tmp_path):
     with pytest.raises(ValueError, match="Nothing to evaluate"):
         main(EvalArguments(output_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="disagree on `level_kinds`"):
+        main(EvalArguments(model_name_or_path=[checkpoints[1][0], label_text_checkpoint], output_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="classify label levels"):
+        main(EvalArguments(baselines=["tfidf_leaf"], train_file="x", level_kinds=["text"], output_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="--baselines"):
         main(EvalArguments(baselines=["bert"], output_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="--train_file"):

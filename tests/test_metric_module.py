@@ -1,4 +1,5 @@
-"""The `evaluate` module `metrics/hierarchical_f1` loads offline and returns what the plain function returns."""
+"""The `evaluate` module `metrics/hierarchical_f1` loads offline and returns what the plain functions return, for label
+paths and for paths that end in free text."""
 
 import json
 import os
@@ -6,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hdlm.evaluation.hierarchical_metrics import compute_hierarchical_metrics
+from hdlm.evaluation.runner import score_paths
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +32,8 @@ print(json.dumps([
 """
 
 
-def test_evaluate_load_offline_matches_function(tmp_path):
+def run_script(script: str, arguments: list, tmp_path) -> list:
+    """Run `script` in a fresh offline process with `arguments` as JSON; return the JSON it prints last."""
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -36,14 +41,65 @@ def test_evaluate_load_offline_matches_function(tmp_path):
         "HF_HOME": str(tmp_path),  # fresh module and metric caches
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
     }
-    script_path = str(REPO_ROOT / "metrics" / "hierarchical_f1" / "hierarchical_f1.py")
-    arguments = json.dumps([PREDICTIONS, REFERENCES, TAXONOMY, script_path])
     completed = subprocess.run(
-        [sys.executable, "-c", SCRIPT, arguments], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script, json.dumps(arguments)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
-    without_taxonomy, with_taxonomy = json.loads(completed.stdout.strip().splitlines()[-1])
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_evaluate_load_offline_matches_function(tmp_path):
+    script_path = str(REPO_ROOT / "metrics" / "hierarchical_f1" / "hierarchical_f1.py")
+    without_taxonomy, with_taxonomy = run_script(SCRIPT, [PREDICTIONS, REFERENCES, TAXONOMY, script_path], tmp_path)
 
     assert without_taxonomy == compute_hierarchical_metrics(PREDICTIONS, REFERENCES)
     assert with_taxonomy == compute_hierarchical_metrics(PREDICTIONS, REFERENCES, taxonomy=TAXONOMY)
     assert with_taxonomy["flat_macro_f1"] != without_taxonomy["flat_macro_f1"]
+
+
+LABEL_TEXT_PREDICTIONS = [["Question", "How are you today?"], ["Question", "That sounds hard."], ["Reflection", ""]]
+LABEL_TEXT_REFERENCES = [["Question", "How are you?"], ["Reflection", "That sounds very hard."], ["Reflection", "Hi"]]
+LABEL_TEXT_TRUNCATED = [[False, False], [False, True], [False, False]]
+
+LABEL_TEXT_SCRIPT = """
+import json, sys
+import evaluate
+
+predictions, references, truncated = json.loads(sys.argv[1])
+metric = evaluate.load("metrics/hierarchical_f1")
+results = [metric.compute(predictions=predictions, references=references, level_kinds=["label", "text"])]
+results.append(
+    metric.compute(
+        predictions=predictions,
+        references=references,
+        taxonomy=[["Question"], ["Reflection"], ["Other"]],
+        level_kinds=["label", "text"],
+        truncated=truncated,
+    )
+)
+try:
+    metric.compute(predictions=[["Question"]], references=[["Question", "Hi"]], level_kinds=["label", "text"])
+except ValueError as error:
+    results.append(str(error))
+print(json.dumps(results))
+"""
+
+
+def test_evaluate_load_scores_text_levels(tmp_path):
+    arguments = [LABEL_TEXT_PREDICTIONS, LABEL_TEXT_REFERENCES, LABEL_TEXT_TRUNCATED]
+    plain, with_taxonomy, error = run_script(LABEL_TEXT_SCRIPT, arguments, tmp_path)
+
+    assert plain == pytest.approx(score_paths(LABEL_TEXT_PREDICTIONS, LABEL_TEXT_REFERENCES, ["label", "text"]))
+    assert plain["level_1_accuracy"] == pytest.approx(2 / 3)
+    assert plain["level_2_empty_rate"] == pytest.approx(1 / 3)
+    assert {"level_2_bleu_2", "level_2_rouge_l", "level_2_distinct_2"} <= set(plain)
+    assert not any(key.startswith("level_2_") and key.endswith(("accuracy", "f1")) for key in plain)
+    assert "level_2_truncated_rate" not in plain
+    assert with_taxonomy["level_2_truncated_rate"] == pytest.approx(1 / 3)
+    assert with_taxonomy["flat_macro_f1"] < plain["flat_macro_f1"]  # "Other" is never predicted
+    assert "predictions[0]" in error and "one entry per level" in error

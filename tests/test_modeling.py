@@ -232,19 +232,31 @@ def test_greedy_score_is_the_log_probability_of_its_tokens(tokenizer):
     assert level.score == pytest.approx(expected.item(), abs=1e-6)
 
 
-def test_unconstrained_and_text_levels_stop_at_end_marker_or_limit(tokenizer):
-    model = tiny_hdlm("llama", tokenizer, taxonomy=[["Question"], ["Reflection"]], kinds=["label", "text"])
-    outputs = model.generate_hierarchical(PROMPTS, tokenizer, max_new_tokens=5)
-    for early_exit_output, output in zip(
-        model.generate_hierarchical(PROMPTS, tokenizer, max_new_tokens=5, early_exit=False), outputs
-    ):
-        assert decoded_tokens([output]) == decoded_tokens([early_exit_output])
-        strategy, reply = output.levels
-        assert strategy.label in {"Question", "Reflection"}
+@pytest.mark.parametrize(
+    "family, taxonomy, kinds",
+    [
+        ("llama", [["Question"], ["Reflection"]], ["label", "text"]),
+        ("llama", TAXONOMY_2, ["label", "label", "text"]),  # e.g. emotion -> strategy -> reply
+        ("gemma3_text", TAXONOMY_2, ["label", "label", "text"]),  # a sliding window shorter than the reply's context
+    ],
+    ids=["label-text", "label-label-text", "label-label-text-gemma3"],
+)
+def test_unconstrained_and_text_levels_stop_at_end_marker_or_limit(family, taxonomy, kinds, tokenizer):
+    model = tiny_hdlm(family, tokenizer, taxonomy=taxonomy, kinds=kinds)
+    outputs = {
+        early_exit: model.generate_hierarchical(PROMPTS, tokenizer, max_new_tokens=5, early_exit=early_exit)
+        for early_exit in (True, False)
+    }
+    assert decoded_tokens(outputs[True]) == decoded_tokens(outputs[False])
+    for output, full_depth in zip(outputs[True], outputs[False]):
+        *labels, reply = output.levels
+        assert tuple(level.label for level in labels) in {tuple(path) for path in taxonomy}
+        assert not any(level.truncated for level in labels)
         assert reply.label is None and reply.kind == "text"
         ended = reply.token_ids[-1] == tokenizer.eos_token_id
         assert ended != reply.truncated
         assert len(reply.token_ids) <= 5
+        assert reply.score == pytest.approx(full_depth.levels[-1].score, abs=1e-9)
     unconstrained = model.generate_hierarchical(PROMPTS[:2], tokenizer, constrained=False, max_new_tokens=4)
     assert all(len(level.token_ids) <= 4 for output in unconstrained for level in output.levels)
 

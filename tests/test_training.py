@@ -1,4 +1,5 @@
-"""Training with `train_hdlm.py`: rendering into levels, real training runs, data parallelism, resuming, bad data."""
+"""Training with `train_hdlm.py`: rendering into levels, real training runs (label paths, and a label then free text),
+data parallelism, resuming, bad data."""
 
 import json
 import os
@@ -12,6 +13,8 @@ import pytest
 import torch
 from conftest import REPO_ROOT, TAXONOMY_2, tiny_base, tiny_hdlm
 from datasets import Dataset
+from test_modeling import decoded_tokens
+from transformers import AutoTokenizer
 
 from hdlm.data import HierarchicalDataError
 from hdlm.training import DataCollatorForHierarchicalLM, tokenize_hierarchical
@@ -91,8 +94,6 @@ def run_script(args, *, launcher=(sys.executable,), env=None, timeout=600) -> su
 
 def path_accuracy(output_dir, rows) -> float:
     model = HdLMForCausalLM.from_pretrained(output_dir).eval()
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(output_dir, trust_remote_code=True)
     outputs = model.generate_hierarchical([row["text"] for row in rows], tokenizer, batch_size=32)
     return sum(output.path == row["labels"] for output, row in zip(outputs, rows)) / len(rows)
@@ -257,3 +258,109 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(task, tmp_path):
     assert max(resumed_losses) == 30
     assert resumed_losses[30] == pytest.approx(reference_losses[30], rel=1e-4)
     assert (killed_dir / "config.json").exists()
+
+
+# -- classification-guided generation: a label level, then a free-text level ----------------------------------------
+
+CUES = {  # the cue word ending a query -> (strategy, reply): the reply is a function of the strategy and the query
+    "Physics": ("Question", "how are you today?"),
+    "Optics": ("Question", "how do you feel?"),
+    "Tennis": ("Reflection", "I understand how you feel."),
+    "Football": ("Reflection", "I understand, the dog is lazy."),
+    "Painting": ("Suggestion", "thank you, try Music."),
+    "Jazz": ("Suggestion", "thank you, try Tennis."),
+}
+STRATEGIES = sorted({strategy for strategy, _ in CUES.values()})
+
+
+def label_text_rows(count: int, seed: int = 0) -> list[dict]:
+    """Two filler words and a cue word; the labels are the cue's strategy, then its reply."""
+    rng = random.Random(seed)
+    rows = []
+    for index in range(count):
+        cue = list(CUES)[index % len(CUES)]
+        strategy, reply = CUES[cue]
+        text = " ".join([*rng.sample(FILLER, 2), cue])
+        rows.append({"id": f"ex-{index}", "text": text, "labels": [strategy, reply]})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def label_text(task, tmp_path_factory):
+    """The tiny base trained through `train_hdlm.py --level_kinds label text` until it has learnt the task."""
+    root = tmp_path_factory.mktemp("label_text")
+    train_rows, test_rows = label_text_rows(48), label_text_rows(12, seed=1)
+    output_dir = root / "out"
+    overrides = [  # later flags win over those of `train_args`
+        "--train_file", write_jsonl(root / "train.jsonl", train_rows),
+        "--test_file", write_jsonl(root / "test.jsonl", test_rows),
+        "--level_names", "strategy", "reply", "--level_kinds", "label", "text", "--level_layers", "2", "4",
+        "--num_train_epochs", "20", "--learning_rate", "1e-2", "--logging_steps", "10",
+    ]  # fmt: skip
+    result = run_script(train_args(task, output_dir, *overrides))
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = HdLMForCausalLM.from_pretrained(output_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    rows = train_rows + test_rows
+    texts = [row["text"] for row in rows]
+    return {"output_dir": output_dir, "model": model, "tokenizer": tokenizer, "rows": rows, "texts": texts}
+
+
+@pytest.mark.slow
+def test_label_then_text_task_trains(label_text):
+    model, tokenizer, rows = label_text["model"], label_text["tokenizer"], label_text["rows"]
+    assert model.config.level_kinds == ["label", "text"]
+    assert model.config.taxonomy == [[strategy] for strategy in STRATEGIES]  # the replies are not classes
+    outputs = model.generate_hierarchical(label_text["texts"], tokenizer, batch_size=64)
+    for output, row in zip(outputs, rows):
+        strategy, reply = output.levels
+        assert strategy.label in STRATEGIES and not strategy.truncated
+        assert output.path == row["labels"], row["text"]  # held-out rows too: the strategy and the reply
+        assert reply.token_ids[-1] == tokenizer.eos_token_id and not reply.truncated
+
+    # At the token limit the reply is cut, and says so; the strategy is unaffected.
+    cut = model.generate_hierarchical(label_text["texts"], tokenizer, batch_size=64, max_new_tokens=3)
+    for short, full in zip(cut, outputs):
+        assert short.levels[0].token_ids == full.levels[0].token_ids
+        assert short.levels[1].token_ids == full.levels[1].token_ids[:3] and short.levels[1].truncated
+
+    # `train_hdlm.py --test_file` scored the trained model: strategy accuracy / F1 and the reply's text metrics.
+    metrics = json.loads((label_text["output_dir"] / "eval" / "metrics.json").read_text())
+    assert metrics["level_1_accuracy"] == metrics["level_1_macro_f1"] == 1.0
+    assert metrics["level_2_bleu_2"] == pytest.approx(1.0) and metrics["level_2_rouge_l"] == pytest.approx(1.0)
+    assert metrics["level_2_empty_rate"] == metrics["level_2_truncated_rate"] == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("repetition_penalty", [1.0, 1.3])
+def test_label_then_text_early_exit_is_exact(label_text, repetition_penalty):
+    model, tokenizer = label_text["model"], label_text["tokenizer"]
+    outputs = [
+        model.generate_hierarchical(
+            label_text["texts"], tokenizer, batch_size=64, early_exit=early_exit, repetition_penalty=repetition_penalty
+        )
+        for early_exit in (True, False)
+    ]
+    assert decoded_tokens(outputs[0]) == decoded_tokens(outputs[1])
+    for with_exit, full_depth in zip(*outputs):
+        for level, level_full_depth in zip(with_exit.levels, full_depth.levels):
+            assert level.score == pytest.approx(level_full_depth.score, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_label_then_text_sampling_is_seeded(label_text):
+    model, tokenizer, texts = label_text["model"], label_text["tokenizer"], label_text["texts"]
+
+    def sample(temperature: float, seed: int = 0):
+        generator = torch.Generator().manual_seed(seed)
+        return model.generate_hierarchical(
+            texts, tokenizer, batch_size=64, do_sample=True, temperature=temperature, top_p=0.95, generator=generator
+        )
+
+    greedy = model.generate_hierarchical(texts, tokenizer, batch_size=64)
+    hot = sample(5.0)
+    assert decoded_tokens(hot) == decoded_tokens(sample(5.0))
+    assert [output.path[1] for output in hot] != [output.path[1] for output in greedy]
+    # Sampling is for free text: the strategy stays the constrained best label.
+    assert [output.path[0] for output in hot] == [output.path[0] for output in greedy]
+    assert decoded_tokens(sample(0.05)) == decoded_tokens(greedy)

@@ -13,6 +13,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 PER_LEVEL_SCORES = ("accuracy", "micro_f1", "macro_f1")
+"""Scores of a label level (`level_{d}_<score>`), in the order they are shown."""
+TEXT_LEVEL_SCORES = ("bleu_2", "rouge_l", "distinct_2", "empty_rate", "truncated_rate")
+"""Scores of a free-text level (`level_{d}_<score>`), in the order they are shown."""
+TEXT_LEVEL_PLOTTED = ("bleu_2", "rouge_l", "distinct_2")
+"""The text scores drawn as bars (higher is better); the empty and truncated rates are only printed."""
 SUMMARY_KEYS = (
     "path_accuracy",
     "flat_micro_f1",
@@ -59,28 +64,38 @@ def format_table(metrics_by_model: Mapping[str, Mapping[str, float]], keys: Sequ
     return "\n".join(lines)
 
 
+def _levels(metrics_by_model: Iterable[Mapping[str, float]]) -> list[int]:
+    """The levels with a score in any of `metrics_by_model`, in order."""
+    return sorted(
+        {int(key.split("_")[1]) for metrics in metrics_by_model for key in metrics if key.startswith("level_")}
+    )
+
+
 def level_keys(metrics: Mapping[str, float]) -> list[str]:
-    """The per-level metric names present, level by level."""
-    levels = sorted({int(key.split("_")[1]) for key in metrics if key.startswith("level_")})
+    """The per-level metric names present (a label level's scores, or a text level's), level by level."""
     return [
         f"level_{level}_{score}"
-        for level in levels
-        for score in PER_LEVEL_SCORES
+        for level in _levels([metrics])
+        for score in PER_LEVEL_SCORES + TEXT_LEVEL_SCORES
         if f"level_{level}_{score}" in metrics
     ]
 
 
 def plot_per_level_scores(metrics_by_model: Mapping[str, Mapping[str, float]], path: str | Path) -> None:
-    """Grouped bars of each level's accuracy, micro-F1 and macro-F1, one colour per model."""
-    first = next(iter(metrics_by_model.values()))
-    levels = sorted(
-        {int(key.split("_")[1]) for key in first if key.endswith("_accuracy") and key.startswith("level_")}
-    )
-    groups = [(level, score) for level in levels for score in PER_LEVEL_SCORES]
+    """
+    Grouped bars of each level's scores, one colour per model: accuracy, micro-F1 and macro-F1 for label levels,
+    BLEU-2, ROUGE-L and Distinct-2 for text levels. A model without a score (a baseline on a text level) has no bar.
+    """
+    groups = [
+        (level, score)
+        for level in _levels(metrics_by_model.values())
+        for score in PER_LEVEL_SCORES + TEXT_LEVEL_PLOTTED
+        if any(f"level_{level}_{score}" in metrics for metrics in metrics_by_model.values())
+    ]
     figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(groups)), 4))
     width = 0.8 / len(metrics_by_model)
     for index, (name, metrics) in enumerate(metrics_by_model.items()):
-        values = [100 * metrics.get(f"level_{level}_{score}", 0.0) for level, score in groups]
+        values = [100 * metrics.get(f"level_{level}_{score}", float("nan")) for level, score in groups]
         positions = [group + (index - (len(metrics_by_model) - 1) / 2) * width for group in range(len(groups))]
         axis.bar(positions, values, width, label=name)
     axis.set_xticks(range(len(groups)), [f"L{level} {score}" for level, score in groups], rotation=30, ha="right")
@@ -131,11 +146,16 @@ def _save_figure(figure: plt.Figure, path: str | Path) -> None:
 
 
 def write_evaluation(directory: str | Path, name: str, records: list[dict], metrics: Mapping[str, float]) -> None:
-    """Everything about one model's evaluation: predictions, metrics, per-level scores and level-1 confusions."""
+    """
+    Everything about one model's evaluation: predictions, metrics, per-level scores and, when level 1 is a label
+    level, its confusion matrix (a free-text level 1 has no classes to confuse).
+    """
     directory = Path(directory)
     write_jsonl(directory / "predictions.jsonl", records)
     write_json(directory / "metrics.json", dict(metrics))
     plot_per_level_scores({name: metrics}, directory / "per_level_scores.png")
+    if "level_1_accuracy" not in metrics:
+        return
     plot_confusion(
         [record["prediction"][0] for record in records],
         [record["reference"][0] for record in records],
@@ -145,5 +165,5 @@ def write_evaluation(directory: str | Path, name: str, records: list[dict], metr
 
 
 def summary_keys(metrics: Mapping[str, float]) -> list[str]:
-    """The rows of the printed table: per-level scores, the protocols' summaries, the decoding time."""
+    """The rows of the printed table: per-level scores (label or text levels), protocol summaries, decoding time."""
     return [*level_keys(metrics), *(key for key in SUMMARY_KEYS if key in metrics), "seconds_per_example"]

@@ -1,13 +1,30 @@
 """Decoding a test set with a hierarchical model and scoring it: label levels by the hierarchical metrics, text
 levels by the text metrics."""
 
+from __future__ import annotations
+
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from transformers import PreTrainedTokenizerBase
-
+from ..data import LEVEL_KINDS
 from .hierarchical_metrics import compute_hierarchical_metrics
 from .text_metrics import compute_text_metrics
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+
+def check_level_kinds(level_kinds: Sequence[str]) -> list[str]:
+    """Validate `level_kinds`: a non-empty list of `"label"` / `"text"`, label levels first."""
+    if isinstance(level_kinds, str) or not isinstance(level_kinds, Sequence):
+        raise ValueError(f"`level_kinds` must be a list such as ['label', 'text'], got {level_kinds!r}.")
+    kinds = list(level_kinds)
+    if not kinds or any(kind not in LEVEL_KINDS for kind in kinds):
+        raise ValueError(f"`level_kinds` must be a non-empty list of {LEVEL_KINDS}, got {kinds!r}.")
+    if "text" in kinds and "label" in kinds[kinds.index("text") :]:
+        raise ValueError(f"`level_kinds` must list label levels before text levels, got {kinds!r}.")
+    return kinds
 
 
 def score_paths(
@@ -18,13 +35,25 @@ def score_paths(
     truncated: Sequence[Sequence[bool]] | None = None,
 ) -> dict[str, float]:
     """
-    Hierarchical metrics over the leading label levels and text metrics over each text level (`<name>_bleu_2`, ...).
+    Hierarchical metrics over the leading label levels and text metrics over each text level (`level_{d}_bleu_2`,
+    `level_{d}_rouge_l`, `level_{d}_distinct_2`, `level_{d}_empty_rate` and, with `truncated`,
+    `level_{d}_truncated_rate`).
 
-    References whose path the taxonomy does not hold (labels unseen in training) are added to it: they are scored
-    as errors the model could not avoid, not rejected.
+    With a text level, every prediction and reference must hold one entry per level. References whose path the
+    taxonomy does not hold (labels unseen in training) are added to it: they are scored as errors the model could not
+    avoid, not rejected.
     """
-    num_labels = list(level_kinds).count("label")
+    level_kinds = check_level_kinds(level_kinds)
+    num_labels = level_kinds.count("label")
     metrics: dict[str, float] = {}
+    if num_labels < len(level_kinds):
+        for name, paths in (("predictions", predictions), ("references", references)):
+            for index, path in enumerate(paths):
+                if isinstance(path, str) or not isinstance(path, Sequence) or len(path) != len(level_kinds):
+                    raise ValueError(
+                        f"`{name}[{index}]` must hold one entry per level ({len(level_kinds)}, as `level_kinds` "
+                        f"{level_kinds}), got {path!r}."
+                    )
     if num_labels:
         label_references = [tuple(path[:num_labels]) for path in references]
         full_taxonomy = None

@@ -1,19 +1,22 @@
-"""`evaluate` wrapper of `hdlm.evaluation.hierarchical_metrics.compute_hierarchical_metrics`.
+"""`evaluate` wrapper of `hdlm.evaluation.hierarchical_metrics.compute_hierarchical_metrics` and, for paths that end
+in free-text levels, of `hdlm.evaluation.runner.score_paths`.
 
-The metric logic lives in the plain function (the `evaluate` library is in maintenance mode); this module only gives
-it the `evaluate.load("metrics/hierarchical_f1")` interface. See README.md for the meaning of every output.
+The metric logic lives in the plain functions (the `evaluate` library is in maintenance mode); this module only gives
+them the `evaluate.load("metrics/hierarchical_f1")` interface. See README.md for the meaning of every output.
 """
 
 import datasets
 import evaluate
 
 from hdlm.evaluation.hierarchical_metrics import compute_hierarchical_metrics
+from hdlm.evaluation.runner import score_paths
 
 _DESCRIPTION = """\
 Hierarchical classification metrics over label paths (coarsest level first): per-level accuracy and micro/macro F1,
 flattened all-label micro/macro F1 (HiAGM / HGCLR / HPT protocol), joined-path micro/macro F1 and path accuracy (HdLM
 authors' protocol), hierarchical precision/recall/F1 (Kiritchenko et al., 2005) and the rate of predicted paths with a
-parent -> child edge outside the taxonomy.
+parent -> child edge outside the taxonomy. Paths may end in free-text levels (classification-guided generation, e.g.
+a support strategy then a reply): those are scored by BLEU-2, ROUGE-L, Distinct-2 and the share of empty replies.
 """
 
 _KWARGS_DESCRIPTION = """
@@ -23,17 +26,31 @@ Args:
     references (`list[list[str]]`): reference label paths, one per document, coarsest level first.
     taxonomy (`list[list[str]]`, *optional*): every label path of the taxonomy. It defines the valid parent -> child
         edges and the labels that `flat_macro_f1` averages over; without it both come from the references.
+    level_kinds (`list[str]`, *optional*): `"label"` or `"text"` per level, label levels first (e.g. `["label",
+        "text"]`). Without it every level is a label. With it, every path holds one entry per level, the taxonomy
+        lists the label levels only, and references outside it are added to it (scored as errors) instead of raising.
+    truncated (`list[list[bool]]`, *optional*): with `level_kinds`, per document and level whether the prediction was
+        cut off at the generation limit; adds `level_{d}_truncated_rate` for text levels.
 
 Returns:
-    `dict[str, float]`: `level_{d}_accuracy`, `level_{d}_micro_f1`, `level_{d}_macro_f1` for every reference level `d`,
-    `flat_micro_f1`, `flat_macro_f1`, `path_accuracy`, `path_micro_f1`, `path_macro_f1`, `hierarchical_precision`,
-    `hierarchical_recall`, `hierarchical_f1`, `inconsistency_rate`; all in [0, 1].
+    `dict[str, float]`, all in [0, 1]. Over the label levels: `level_{d}_accuracy`, `level_{d}_micro_f1`,
+    `level_{d}_macro_f1` for every reference level `d`, `flat_micro_f1`, `flat_macro_f1`, `path_accuracy`,
+    `path_micro_f1`, `path_macro_f1`, `hierarchical_precision`, `hierarchical_recall`, `hierarchical_f1`,
+    `inconsistency_rate`. For every text level `d`: `level_{d}_bleu_2`, `level_{d}_rouge_l`, `level_{d}_distinct_2`,
+    `level_{d}_empty_rate` (and `level_{d}_truncated_rate`).
 
 Example:
     >>> metric = evaluate.load("metrics/hierarchical_f1")
     >>> results = metric.compute(predictions=[["A", "a1"], ["A", "b1"]], references=[["A", "a1"], ["B", "b1"]])
     >>> results["path_accuracy"], results["inconsistency_rate"]
     (0.5, 0.5)
+    >>> results = metric.compute(
+    ...     predictions=[["Question", "How are you?"]],
+    ...     references=[["Question", "How are you today?"]],
+    ...     level_kinds=["label", "text"],
+    ... )
+    >>> results["level_1_accuracy"], round(results["level_2_rouge_l"], 3)
+    (1.0, 0.857)
 """
 
 _CITATION = """\
@@ -68,5 +85,11 @@ class HierarchicalF1(evaluate.Metric):
         predictions: list[list[str]],
         references: list[list[str]],
         taxonomy: list[list[str]] | None = None,
+        level_kinds: list[str] | None = None,
+        truncated: list[list[bool]] | None = None,
     ) -> dict[str, float]:
-        return compute_hierarchical_metrics(predictions, references, taxonomy=taxonomy)
+        if level_kinds is None:
+            if truncated is not None:
+                raise ValueError("`truncated` scores free-text levels: pass `level_kinds` too.")
+            return compute_hierarchical_metrics(predictions, references, taxonomy=taxonomy)
+        return score_paths(predictions, references, level_kinds, taxonomy=taxonomy, truncated=truncated)
