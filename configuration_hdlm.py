@@ -9,6 +9,7 @@ from transformers.configuration_utils import SubConfigSpec
 
 LEVEL_KINDS = ("label", "text")
 HEAD_INITS = ("copy", "random")
+TRUNCATION_SIDES = ("right", "left")
 
 
 class HdLMConfig(PreTrainedConfig):
@@ -56,6 +57,9 @@ class HdLMConfig(PreTrainedConfig):
             Constrained decoding makes this unnecessary; it is kept so the two can be compared.
         max_query_tokens (`int`, *optional*):
             Queries longer than this many tokens are truncated, at training and at inference alike.
+        query_truncation_side (`str`, *optional*, defaults to `"right"`):
+            Where long queries are cut, as a tokenizer's `truncation_side`: `"right"` keeps their start, `"left"`
+            their end (the latest turns of a dialogue).
     """
 
     model_type = "hdlm"
@@ -77,6 +81,7 @@ class HdLMConfig(PreTrainedConfig):
     level_separator: str = "\n"
     show_candidates: bool = False
     max_query_tokens: int | None = None
+    query_truncation_side: str = "right"
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -157,6 +162,10 @@ class HdLMConfig(PreTrainedConfig):
             raise ValueError(f"`head_init` must be one of {HEAD_INITS}, got {self.head_init!r}.")
         if self.max_query_tokens is not None and self.max_query_tokens < 1:
             raise ValueError(f"`max_query_tokens` must be a positive integer or None, got {self.max_query_tokens!r}.")
+        if self.query_truncation_side not in TRUNCATION_SIDES:
+            raise ValueError(
+                f"`query_truncation_side` must be one of {TRUNCATION_SIDES}, got {self.query_truncation_side!r}."
+            )
         if "{text}" not in self.prompt_template:
             raise ValueError(
                 f"`prompt_template` must contain the `{{text}}` placeholder, got {self.prompt_template!r}."

@@ -128,18 +128,22 @@ class HdLMRenderer:
             self._parts[text] = self._encode(text)
         return list(self._parts[text])
 
-    def truncate_query(self, text: str) -> tuple[str, bool]:
-        """Cut the query to `config.max_query_tokens` tokens; says whether it was cut."""
-        limit = self.config.max_query_tokens
+    def truncate_query(self, text: str, limit: int | None = None) -> tuple[str, bool]:
+        """
+        Cut the query to `limit` tokens (default: `config.max_query_tokens`) on `config.query_truncation_side`;
+        says whether it was cut.
+        """
+        limit = self.config.max_query_tokens if limit is None else limit
         if limit is None:
             return text, False
         ids = self._encode(text)
         if len(ids) <= limit:
             return text, False
-        return self.tokenizer.decode(ids[:limit]), True
+        kept = ids[-limit:] if self.config.query_truncation_side == "left" else ids[:limit]
+        return self.tokenizer.decode(kept), True
 
-    def prompt_ids(self, text: str) -> list[int]:
-        text, _ = self.truncate_query(text)
+    def prompt_ids(self, text: str, query_limit: int | None = None) -> list[int]:
+        text, _ = self.truncate_query(text, query_limit)
         if self.config.use_chat_template:
             message = {"role": "user", "content": f"{self.config.instruction}\n\n{text}"}
             return list(
@@ -169,9 +173,11 @@ class HdLMRenderer:
         """The tokens of one level: the answer, then the level's end marker."""
         return self._encode_part(" " + answer) + self.end_ids(level)
 
-    def encode_example(self, text: str, answers: Sequence[str]) -> tuple[list[int], list[int]]:
+    def encode_example(
+        self, text: str, answers: Sequence[str], query_limit: int | None = None
+    ) -> tuple[list[int], list[int]]:
         """Token ids of a full training sequence and their level ids (0 = no loss, d = level d)."""
-        input_ids = self.prompt_ids(text)
+        input_ids = self.prompt_ids(text, query_limit)
         level_ids = [0] * len(input_ids)
         parent = None
         for level, answer in enumerate(answers):
@@ -512,7 +518,8 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             max_new_tokens: the most tokens a level may take (its end marker included).
             top_k: with `strategy="rank"`, also report the `top_k` best labels of each label level.
             batch_size: inputs decoded together.
-            do_sample, temperature, top_p, repetition_penalty, generator: sampling for text levels.
+            do_sample, temperature, top_p, repetition_penalty, generator: decoding options of text levels, as in
+                `generate`: the repetition penalty counts the prompt and the earlier levels too.
             show_progress: show a progress bar over batches.
         """
         if strategy not in STRATEGIES:
@@ -639,16 +646,21 @@ class _HierarchicalDecoder:
         outputs = [HierarchicalOutput() for _ in range(batch)]
         parents: list[str | None] = [None] * batch
         pending = prompts
+        self.history = [list(prompt) for prompt in prompts]
         for level, layer in enumerate(self.config.level_layers):
-            pending = [row + self.renderer.header_ids(level, parent) for row, parent in zip(pending, parents)]
+            headers = [self.renderer.header_ids(level, parent) for parent in parents]
+            pending = [row + header for row, header in zip(pending, headers)]
+            for row, header in zip(self.history, headers):
+                row.extend(header)
             hidden = self._append(pending, self.num_layers, capture=layer - 1)[:, -1]
             if self.config.level_kinds[level] == "label" and self.strategy == "rank":
                 decoded = self._rank_level(level, parents, hidden)
                 pending = [item.token_ids for item in decoded]
             else:
                 decoded, pending = self._decode_level(level, parents, hidden)
-            for output, item in zip(outputs, decoded):
+            for output, item, row in zip(outputs, decoded, self.history):
                 output.levels.append(item)
+                row.extend(item.token_ids)
             parents = [item.label if item.label is not None else item.text for item in decoded]
         return outputs
 
@@ -753,15 +765,21 @@ class _HierarchicalDecoder:
                 allowed[row, [token for token in node if token is not None]] = True
             return logits.masked_fill(~allowed, float("-inf")).argmax(-1)
         if self.processors:
-            logits = torch.cat(
-                [
-                    self.processors(torch.tensor([row_tokens], device=self.device), row_logits[None])
-                    for row_tokens, row_logits in zip(tokens, logits)
-                ]
-            )
+            logits = self.processors(self._context_ids(tokens), logits)
         if self.do_sample:
             return torch.multinomial(logits.softmax(-1), 1, generator=self.generator).squeeze(-1)
         return logits.argmax(-1)
+
+    def _context_ids(self, tokens: list[list[int]]) -> torch.Tensor:
+        """
+        What the logits processors see, as `generate` shows them: each row's prompt, earlier levels and tokens so far.
+
+        Rows are left-padded with their own first token, a repeat that changes neither the repetition penalty nor
+        the warpers.
+        """
+        rows = [history + row_tokens for history, row_tokens in zip(self.history, tokens)]
+        length = max(len(row) for row in rows)
+        return torch.tensor([[row[0]] * (length - len(row)) + row for row in rows], device=self.device)
 
     def _label_trie(self, level: int, parent: str | None) -> dict:
         """Prefix tree over the token ids (answer and end marker) of the valid labels below `parent`."""

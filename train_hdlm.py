@@ -113,6 +113,18 @@ class HdLMArguments:
     show_candidates: bool = field(
         default=False, metadata={"help": "List the valid labels in each label level's header (off: constrained)."}
     )
+    max_query_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Queries are cut to this many tokens, in training and at inference. Default: the most with which "
+            "every training example fits `max_length`; set it when a few long answers would make that tiny (their "
+            "queries are then cut further in training only)."
+        },
+    )
+    query_truncation_side: str = field(
+        default="right",
+        metadata={"help": "`right` cuts long queries at the end (keeps their start), `left` keeps their end."},
+    )
     merge_adapters: bool = field(
         default=True, metadata={"help": "With LoRA, save a plain HdLM checkpoint with the adapters merged."}
     )
@@ -178,7 +190,12 @@ def main(
     use_chat_template = hdlm_args.use_chat_template
     if use_chat_template is None:
         use_chat_template = tokenizer.chat_template is not None
-    config_kwargs = dict(use_chat_template=use_chat_template, show_candidates=hdlm_args.show_candidates)
+    config_kwargs = dict(
+        use_chat_template=use_chat_template,
+        show_candidates=hdlm_args.show_candidates,
+        max_query_tokens=hdlm_args.max_query_tokens,
+        query_truncation_side=hdlm_args.query_truncation_side,
+    )
     if hdlm_args.instruction is not None:
         config_kwargs["instruction"] = hdlm_args.instruction
     model = load_hdlm_model(
@@ -198,7 +215,8 @@ def main(
 
     # Render and tokenise: the same renderer serves `generate_hierarchical`
     renderer = model.get_renderer(tokenizer)
-    model.config.max_query_tokens = fit_query_budget(renderer, train_dataset, training_args.max_length)
+    if model.config.max_query_tokens is None:
+        model.config.max_query_tokens = fit_query_budget(renderer, train_dataset, training_args.max_length)
     example_text = train_dataset[0]["text"][:200]
     train_dataset = tokenize_hierarchical(train_dataset, renderer, training_args.max_length)
     if eval_dataset is not None:

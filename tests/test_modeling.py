@@ -47,6 +47,7 @@ TEXT_CONFIG = {"model_type": "llama", "num_hidden_layers": 4, "hidden_size": 32,
         ({"level_loss_weights": [1.0]}, "level_loss_weights"),
         ({"head_init": "zeros"}, "head_init"),
         ({"max_query_tokens": 0}, "max_query_tokens"),
+        ({"query_truncation_side": "middle"}, "query_truncation_side"),
         ({"prompt_template": "{instruction}"}, "prompt_template"),
         ({"taxonomy": [["A"]]}, "taxonomy"),
         ({"taxonomy": [["A", "x"], ["B", "x"]]}, "taxonomy"),
@@ -272,6 +273,29 @@ def test_sampling_is_reproducible_with_a_seeded_generator(tokenizer):
 
     assert decoded_tokens(sample(0)) == decoded_tokens(sample(0))
     assert decoded_tokens(sample(0)) != decoded_tokens(sample(1))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"repetition_penalty": 1.8}, {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.3}],
+    ids=["greedy-penalty", "sampling"],
+)
+def test_a_text_level_decodes_as_generate_does(options, tokenizer):
+    """A lone text level read by the last layer is plain generation: the tokens of `generate` under the same options,
+    the repetition penalty counting the prompt, and the same random draws from the same seed."""
+    model = tiny_hdlm("llama", tokenizer, taxonomy=None, kinds=["text"], level_layers=[4])
+    renderer = model.get_renderer(tokenizer)
+    for prompt in PROMPTS:
+        ours = model.generate_hierarchical(
+            prompt, tokenizer, max_new_tokens=12, generator=torch.Generator().manual_seed(7), **options
+        )[0].levels[0]
+        ids = torch.tensor([renderer.prompt_ids(prompt) + renderer.header_ids(0, None)])
+        torch.manual_seed(7)
+        theirs = model.generate(
+            ids, max_new_tokens=12, top_k=0, eos_token_id=tokenizer.eos_token_id, pad_token_id=0, **options
+        )[0, ids.shape[1] :]
+        assert ours.token_ids == theirs.tolist()[: len(ours.token_ids)]
+        assert len(ours.token_ids) == 12 or ours.token_ids[-1] == tokenizer.eos_token_id
 
 
 def test_chat_template_rendering_and_candidates(tokenizer):

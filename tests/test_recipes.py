@@ -51,6 +51,18 @@ EXPECTED = {
         bf16=True,
         use_peft=False,
     ),
+    "esconv_gemma_270m.yaml": dict(
+        model_name_or_path="builtin:gemma-3-270m",
+        level_names=["strategy", "reply"],
+        level_kinds=["label", "text"],
+        level_layers=[14, 18],
+        level_loss_weights=[1.0, 3.0],
+        max_query_tokens=128,
+        query_truncation_side="left",
+        max_length=256,
+        use_cpu=True,
+        output_dir="outputs/gemma-3-270m-esconv-hdlm",
+    ),
     "esconv_label_text.yaml": dict(
         model_name_or_path="meta-llama/Meta-Llama-3-8B-Instruct",
         level_names=["strategy", "reply"],

@@ -18,6 +18,7 @@ from transformers import AutoTokenizer
 
 from hdlm.data import HierarchicalDataError
 from hdlm.training import DataCollatorForHierarchicalLM, tokenize_hierarchical
+from hdlm.training.preprocessing import QUERY_TOKEN_MARGIN
 from hdlm.training.setup import default_level_layers
 from modeling_hdlm import HdLMForCausalLM
 from train_hdlm import main, make_parser
@@ -141,6 +142,43 @@ def test_training_rendering_equals_generation_rendering(tokenizer):
     assert tokenized["input_ids"] == generated
     # The query was truncated to `max_query_tokens`, identically on both sides.
     assert renderer.truncate_query(row["text"])[1]
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_query_truncation_side_keeps_the_start_or_the_end(side, tokenizer):
+    model = tiny_hdlm("llama", tokenizer, max_query_tokens=4, query_truncation_side=side)
+    renderer = model.get_renderer(tokenizer)
+    words = "one two three four five six seven eight nine ten"
+    ids = tokenizer(words, add_special_tokens=False)["input_ids"]
+    truncated, cut = renderer.truncate_query(words)
+    assert cut and tokenizer(truncated, add_special_tokens=False)["input_ids"] == (
+        ids[:4] if side == "right" else ids[-4:]
+    )
+    short = tokenizer.decode(ids[:4])
+    assert renderer.truncate_query(short) == (short, False)
+
+
+def test_long_answers_cut_their_query_further_in_training_only(tokenizer, caplog):
+    """An explicit query budget holds for inference; a training example whose answers leave less room gets less."""
+    model = tiny_hdlm("llama", tokenizer, [["Science"]], kinds=["label", "text"], max_query_tokens=12)
+    renderer = model.get_renderer(tokenizer)
+    query = " ".join(FILLER * 3)
+    short, long = ["Science", "ok"], ["Science", "the quick brown fox jumps"]
+    fixed_short, fixed_long = (len(renderer.encode_example("", answers)[0]) for answers in (short, long))
+    assert 0 < fixed_long - fixed_short < 12  # the long answers leave room for some query, less than the budget
+    max_length = fixed_short + 12 + QUERY_TOKEN_MARGIN
+    rows = [{"text": query, "labels": short}] * 2 + [{"text": query, "labels": long}]
+    tokenized = tokenize_hierarchical(Dataset.from_list(rows), renderer, max_length)
+    lengths = [len(example["input_ids"]) for example in tokenized]
+    assert max(lengths) <= max_length
+    # The short-answer rows are rendered exactly as inference renders them; the long-answer row has a shorter query.
+    assert tokenized[0]["input_ids"] == renderer.encode_example(query, short)[0]
+    assert renderer.truncate_query(query)[1]
+    assert len(tokenized[2]["input_ids"]) - fixed_long < len(tokenized[0]["input_ids"]) - fixed_short
+    assert "1 of them have answers too long" in caplog.text
+    # Answers that cannot fit at all are an error naming the example and the fix.
+    with pytest.raises(ValueError, match=r"Example 1: .* raise `max_length`"):
+        tokenize_hierarchical(Dataset.from_list([{"text": query, "labels": long}]), renderer, 8)
 
 
 def test_default_level_layers_rule():

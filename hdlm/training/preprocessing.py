@@ -11,6 +11,17 @@ logger = logging.get_logger(__name__)
 QUERY_TOKEN_MARGIN = 8
 
 
+def query_room(renderer: HdLMRenderer, labels: list[str], max_length: int, example: int) -> int:
+    """The most query tokens with which `example` (1-based) still fits in `max_length` tokens."""
+    answers_length = len(renderer.encode_example("", labels)[0])
+    if answers_length + 1 > max_length:
+        raise ValueError(
+            f"Example {example}: its prompt and answers alone take {answers_length} tokens, more than "
+            f"`max_length={max_length}`; raise `max_length` (answers are never truncated)."
+        )
+    return max(1, max_length - answers_length - QUERY_TOKEN_MARGIN)
+
+
 def fit_query_budget(renderer: HdLMRenderer, dataset: datasets.Dataset, max_length: int | None) -> int | None:
     """
     The query token budget such that every example of `dataset` fits in `max_length` tokens.
@@ -20,16 +31,9 @@ def fit_query_budget(renderer: HdLMRenderer, dataset: datasets.Dataset, max_leng
     """
     if max_length is None:
         return None
-    overhead = 0
-    for line, labels in enumerate(dataset["labels"], start=1):
-        answers_length = len(renderer.encode_example("", labels)[0])
-        if answers_length + 1 > max_length:
-            raise ValueError(
-                f"Example {line}: its prompt and answers alone take {answers_length} tokens, more than "
-                f"`max_length={max_length}`; raise `max_length` (answers are never truncated)."
-            )
-        overhead = max(overhead, answers_length)
-    return max(1, max_length - overhead - QUERY_TOKEN_MARGIN)
+    return min(
+        query_room(renderer, labels, max_length, example) for example, labels in enumerate(dataset["labels"], start=1)
+    )
 
 
 def tokenize_hierarchical(
@@ -40,27 +44,51 @@ def tokenize_hierarchical(
 
     Each level is tokenised on its own, so its tokens carry exactly its level id; the prompt, headers and padding
     carry 0. `labels` equal `input_ids` on level tokens and -100 elsewhere. Queries longer than
-    `renderer.config.max_query_tokens` are truncated and counted in the log.
+    `renderer.config.max_query_tokens` are truncated; an example whose answers are too long to fit `max_length`
+    with that budget has its query cut further (inference, not knowing the answers, cuts at the budget). Both are
+    counted in the log.
     """
+    budget = renderer.config.max_query_tokens
 
-    def encode(example: dict) -> dict:
-        _, truncated = renderer.truncate_query(example["text"])
-        input_ids, level_ids = renderer.encode_example(example["text"], example["labels"])
+    def encode(example: dict, index: int) -> dict:
+        limit = budget
+        if max_length is not None:
+            room = query_room(renderer, example["labels"], max_length, index + 1)
+            limit = room if budget is None else min(budget, room)
+        _, truncated = renderer.truncate_query(example["text"], limit)
+        input_ids, level_ids = renderer.encode_example(example["text"], example["labels"], limit)
         if max_length is not None and len(input_ids) > max_length:
             raise ValueError(
-                f"An example takes {len(input_ids)} tokens after query truncation, more than `max_length="
+                f"Example {index + 1} takes {len(input_ids)} tokens after query truncation, more than `max_length="
                 f"{max_length}`; lower `max_query_tokens` or raise `max_length`."
             )
         labels = [token if level else -100 for token, level in zip(input_ids, level_ids)]
-        return {"input_ids": input_ids, "labels": labels, "level_ids": level_ids, "truncated": truncated}
+        shortened = truncated and budget is not None and limit < budget
+        return {
+            "input_ids": input_ids,
+            "labels": labels,
+            "level_ids": level_ids,
+            "truncated": truncated,
+            "shortened": shortened,
+        }
 
     tokenized = dataset.map(
-        encode, remove_columns=dataset.column_names, num_proc=num_proc, desc="Rendering and tokenising"
+        encode,
+        with_indices=True,
+        remove_columns=dataset.column_names,
+        num_proc=num_proc,
+        desc="Rendering and tokenising",
     )
-    num_truncated = sum(tokenized["truncated"])
+    num_truncated, num_shortened = sum(tokenized["truncated"]), sum(tokenized["shortened"])
     if num_truncated:
+        target = f"{budget} tokens" if budget is not None else f"fit `max_length={max_length}`"
         logger.warning(
-            f"Truncated the query of {num_truncated} of {len(tokenized)} examples to "
-            f"{renderer.config.max_query_tokens} tokens (answers are never truncated)."
+            f"Truncated the query of {num_truncated} of {len(tokenized)} examples to {target} (answers are never "
+            f"truncated)."
         )
-    return tokenized.remove_columns("truncated")
+    if num_shortened:
+        logger.warning(
+            f"{num_shortened} of them have answers too long for `max_length={max_length}` with that budget: their "
+            f"query was cut further. Raise `max_length` or lower `max_query_tokens` to keep them whole."
+        )
+    return tokenized.remove_columns(["truncated", "shortened"])
