@@ -70,7 +70,13 @@ class HdLMOutput(ModelOutput):
 
 @dataclass
 class HierarchicalLevel:
-    """One decoded level: its text, tokens and log-probability, and the label for label levels."""
+    """
+    One decoded level: its text, tokens and log-probability, and the label for label levels.
+
+    `score` is the log-probability of the level's tokens: over the whole vocabulary for free levels and for
+    `strategy="rank"` (the label's full log-likelihood); for constrained greedy levels, among the tokens the taxonomy
+    allows at each step (as `compute_transition_scores(..., normalize_logits=True)` scores a constrained `generate`).
+    """
 
     name: str
     kind: str
@@ -361,13 +367,24 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         model.name_or_path = base.name_or_path
         return model
 
-    def head_logits(self, level: int, hidden_states: torch.Tensor) -> torch.Tensor:
-        """Logits of level `level`'s head for raw decoder-layer outputs `hidden_states`, in float32 at least."""
+    def head_logits(
+        self, level: int, hidden_states: torch.Tensor, token_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """
+        Logits of level `level`'s head for raw decoder-layer outputs `hidden_states`, in float32 at least.
+
+        With `token_ids`, only those vocabulary entries' logits, in that order: a few rows of the head instead of
+        all of it, which is what constrained decoding needs.
+        """
         is_final = str(level) not in self.level_heads
         if is_final or self.config.apply_final_norm:
             hidden_states = self.final_norm(hidden_states)
         head = self.model.get_output_embeddings() if is_final else self.level_heads[str(level)]
-        logits = head(hidden_states)
+        if token_ids is None:
+            logits = head(hidden_states)
+        else:
+            bias = None if head.bias is None else head.bias[token_ids]
+            logits = F.linear(hidden_states, head.weight[token_ids], bias)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         softcap = getattr(self.config.text_config, "final_logit_softcapping", None)
         if softcap is not None:
@@ -732,15 +749,19 @@ class _HierarchicalDecoder:
         active = [True] * batch
         segment: list[torch.Tensor] = []
         while True:
-            logits = self.model.head_logits(level, hidden)
-            log_probs = logits.log_softmax(-1)
-            chosen = self._choose(logits, tokens, nodes).tolist()
+            if nodes is not None:
+                chosen, step_scores = self._choose_allowed(level, hidden, nodes)
+            else:
+                logits = self.model.head_logits(level, hidden)
+                chosen = self._choose(logits, tokens)
+                step_scores = logits.log_softmax(-1).gather(-1, chosen[:, None]).squeeze(-1)
+            chosen, step_scores = chosen.tolist(), step_scores.tolist()
             was_active = list(active)
             for row in range(batch):
                 if not active[row]:
                     continue
                 tokens[row].append(chosen[row])
-                scores[row] += float(log_probs[row, chosen[row]])
+                scores[row] += step_scores[row]
                 if nodes is not None:
                     nodes[row] = nodes[row][chosen[row]]
                     active[row] = None not in nodes[row]
@@ -757,13 +778,27 @@ class _HierarchicalDecoder:
             self._fill(stop, torch.cat(segment, dim=1))
         return self._decoded(level, tokens, scores, nodes), fed
 
-    def _choose(self, logits: torch.Tensor, tokens: list[list[int]], nodes: list[dict] | None) -> torch.Tensor:
-        """The next token of each row: the best allowed by its trie node, or greedy / sampled."""
-        if nodes is not None:
-            allowed = torch.zeros_like(logits, dtype=torch.bool)
-            for row, node in enumerate(nodes):
-                allowed[row, [token for token in node if token is not None]] = True
-            return logits.masked_fill(~allowed, float("-inf")).argmax(-1)
+    def _choose_allowed(
+        self, level: int, hidden: torch.Tensor, nodes: list[dict]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        The best token each row's trie node allows, and its log-probability among the tokens allowed there.
+
+        Only the allowed tokens' logits are computed: every label step skips the full-vocabulary head. Rows whose
+        label is complete allow nothing; their entries are meaningless and ignored.
+        """
+        allowed = sorted({token for node in nodes for token in node if token is not None})
+        column = {token: index for index, token in enumerate(allowed)}
+        mask = torch.zeros(len(nodes), len(allowed), dtype=torch.bool, device=self.device)
+        for row, node in enumerate(nodes):
+            mask[row, [column[token] for token in node if token is not None]] = True
+        allowed_ids = torch.tensor(allowed, device=self.device)
+        logits = self.model.head_logits(level, hidden, allowed_ids).masked_fill(~mask, float("-inf"))
+        best = logits.argmax(-1)
+        return allowed_ids[best], logits.log_softmax(-1).gather(-1, best[:, None]).squeeze(-1)
+
+    def _choose(self, logits: torch.Tensor, tokens: list[list[int]]) -> torch.Tensor:
+        """The next token of each row of a free level: greedy, or sampled after the logits processors."""
         if self.processors:
             logits = self.processors(self._context_ids(tokens), logits)
         if self.do_sample:

@@ -426,22 +426,20 @@ def label_workload(base, tokenizer, args: BenchArguments) -> list[str]:
         rank = timings["rank, early exit"]
         n1, n2 = (len(level) for level in outputs["greedy, early exit"])
         step_K = costs["layers_K"] + costs["head"]
-        step_k1 = costs["layers_k1"] + costs["head"]
         prefill = costs["prefill"]
-        estimate = (2 * prefill + (n1 + n2) * step_K) / (prefill + n1 * step_k1 + n2 * step_K)
-        headless = (2 * prefill + (n1 + n2) * step_K) / (prefill + n1 * costs["layers_k1"] + n2 * costs["layers_K"])
+        estimate = (2 * prefill + (n1 + n2) * step_K) / (prefill + n1 * costs["layers_k1"] + n2 * costs["layers_K"])
         notes += [
             f"- k1 = {k1}: target (b) greedy early exit vs authors: "
             f"{met(authors.wall / greedy.wall, TARGETS['label_vs_authors'])} "
             f"(CPU time {authors.cpu / greedy.cpu:.2f}x); rank early exit vs authors {authors.wall / rank.wall:.2f}x; "
             f"greedy early exit vs full depth {full.wall / greedy.wall:.2f}x",
             f"- k1 = {k1}, cost breakdown: prefill of the {len(document)}-token document through all {K} layers "
-            f"{ms(prefill)} (the authors pay it once per level, HdLM once); one step: head {ms(costs['head'])}, "
-            f"first {k1} layers {ms(costs['layers_k1'])}, all {K} layers {ms(costs['layers_K'])}. Estimate "
-            f"(2 prefills + {n1 + n2} full steps) / (1 prefill + {n1} early-exit steps + {n2} full steps) = "
-            f"{estimate:.2f}x: the second prefill is all the authors pay extra besides {n1} deeper steps, so the "
-            "ratio stays under 2x while every label token pays a full-vocabulary head; if HdLM's constrained steps "
-            f"computed only the allowed tokens' logits (no full head), the same costs would give {headless:.2f}x",
+            f"{ms(prefill)} (the authors pay it once per level, HdLM once); one step: full-vocabulary head "
+            f"{ms(costs['head'])}, first {k1} layers {ms(costs['layers_k1'])}, all {K} layers "
+            f"{ms(costs['layers_K'])}. HdLM's constrained greedy steps compute only the allowed tokens' logits, the "
+            f"authors' every step a full head: estimate (2 prefills + {n1 + n2} full steps with head) / (1 prefill + "
+            f"{n1} early-exit steps + {n2} full steps, no head) = {estimate:.2f}x. `rank` scores every candidate "
+            "label exactly (full-vocabulary log-likelihood), so it pays the head on every label token",
         ]
     return lines + [""] + notes
 

@@ -218,19 +218,27 @@ def test_rank_matches_brute_force_log_likelihood(family, tokenizer):
         parent = best
 
 
-def test_greedy_score_is_the_log_probability_of_its_tokens(tokenizer):
+@pytest.mark.parametrize("constrained", [True, False])
+def test_greedy_score_is_the_log_probability_of_its_tokens(constrained, tokenizer):
+    """Constrained: each token's log-probability among the tokens the taxonomy allows at its step (the decoder
+    computes only those logits; here they come from the full head). Free: over the whole vocabulary."""
     model = tiny_hdlm("qwen2", tokenizer)
-    output = model.generate_hierarchical(PROMPTS[0], tokenizer)[0]
-    prompt = model.get_renderer(tokenizer).prompt_ids(PROMPTS[0])
-    ids = model.get_renderer(tokenizer).encode_example(PROMPTS[0], output.path)[0]
-    assert ids[: len(prompt)] == prompt
-    hidden = model.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+    renderer = model.get_renderer(tokenizer)
+    level = model.generate_hierarchical(PROMPTS[0], tokenizer, constrained=constrained)[0].levels[0]
+    prompt, header = renderer.prompt_ids(PROMPTS[0]), renderer.header_ids(0, None)
+    hidden = model.model(input_ids=torch.tensor([prompt + header + level.token_ids]), output_hidden_states=True)
+    start = len(prompt) + len(header) - 1
     norm = model.model.base_model.norm
-    position = len(prompt) + len(tokenizer("topic:", add_special_tokens=False)["input_ids"])
-    level = output.levels[0]
-    log_probs = model.level_heads["0"](norm(hidden[2]))[0, position - 1 : position - 1 + len(level.token_ids)]
-    expected = log_probs.log_softmax(-1).gather(-1, torch.tensor(level.token_ids)[:, None]).sum()
-    assert level.score == pytest.approx(expected.item(), abs=1e-6)
+    logits = model.level_heads["0"](norm(hidden.hidden_states[2]))[0, start : start + len(level.token_ids)]
+    if constrained:
+        labels = [renderer.answer_ids(0, label) for label in renderer.candidates(0, None)]
+        expected = 0.0
+        for step, token in enumerate(level.token_ids):
+            allowed = sorted({ids[step] for ids in labels if ids[:step] == level.token_ids[:step]})
+            expected += logits[step, allowed].log_softmax(-1)[allowed.index(token)].item()
+    else:
+        expected = logits.log_softmax(-1).gather(-1, torch.tensor(level.token_ids)[:, None]).sum().item()
+    assert level.score == pytest.approx(expected, abs=1e-5)
 
 
 @pytest.mark.parametrize(
