@@ -3,6 +3,7 @@
 from .loading import (
     LEVEL_KINDS,
     HierarchicalDataError,
+    check_level_kinds,
     collect_taxonomy,
     load_dbpedia_csv,
     load_hierarchical_dataset,
@@ -14,6 +15,7 @@ from .loading import (
 __all__ = [
     "LEVEL_KINDS",
     "HierarchicalDataError",
+    "check_level_kinds",
     "collect_taxonomy",
     "load_dbpedia_csv",
     "load_hierarchical_dataset",

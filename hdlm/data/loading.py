@@ -33,6 +33,7 @@ import numpy as np
 __all__ = [
     "LEVEL_KINDS",
     "HierarchicalDataError",
+    "check_level_kinds",
     "collect_taxonomy",
     "load_dbpedia_csv",
     "load_hierarchical_dataset",
@@ -120,18 +121,23 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def check_level_kinds(level_kinds: Sequence[str]) -> list[str]:
+    """Validate `level_kinds`: a non-empty sequence (not a string) of `"label"` / `"text"`; returns it as a list."""
+    if isinstance(level_kinds, str) or not isinstance(level_kinds, Sequence):
+        raise ValueError(f"level_kinds must be a sequence such as ['label', 'text'], got {level_kinds!r}")
+    kinds = list(level_kinds)
+    if not kinds or any(kind not in LEVEL_KINDS for kind in kinds):
+        raise ValueError(f"level_kinds must be a non-empty list of {LEVEL_KINDS}, got {kinds!r}")
+    return kinds
+
+
 def _check_level_args(num_levels: int | None, level_kinds: Sequence[str] | None) -> list[str] | None:
     """Validate the depth arguments (a usage error is a plain ValueError, not a data error)."""
     if num_levels is not None and (isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 1):
         raise ValueError(f"num_levels must be a positive integer, got {num_levels!r}")
     if level_kinds is None:
         return None
-    if isinstance(level_kinds, str):
-        raise ValueError(f"level_kinds must be a sequence such as ['label', 'text'], got the string {level_kinds!r}")
-    kinds = list(level_kinds)
-    bad = [k for k in kinds if k not in LEVEL_KINDS]
-    if not kinds or bad:
-        raise ValueError(f"level_kinds must be a non-empty list of {LEVEL_KINDS}, got {kinds!r}")
+    kinds = check_level_kinds(level_kinds)
     if num_levels is not None and num_levels != len(kinds):
         raise ValueError(f"num_levels={num_levels} disagrees with level_kinds={kinds!r} ({len(kinds)} levels)")
     return kinds

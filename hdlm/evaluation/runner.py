@@ -7,24 +7,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..data import LEVEL_KINDS
+from ..data import check_level_kinds
 from .hierarchical_metrics import compute_hierarchical_metrics
 from .text_metrics import compute_text_metrics
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
-
-
-def check_level_kinds(level_kinds: Sequence[str]) -> list[str]:
-    """Validate `level_kinds`: a non-empty list of `"label"` / `"text"`, label levels first."""
-    if isinstance(level_kinds, str) or not isinstance(level_kinds, Sequence):
-        raise ValueError(f"`level_kinds` must be a list such as ['label', 'text'], got {level_kinds!r}.")
-    kinds = list(level_kinds)
-    if not kinds or any(kind not in LEVEL_KINDS for kind in kinds):
-        raise ValueError(f"`level_kinds` must be a non-empty list of {LEVEL_KINDS}, got {kinds!r}.")
-    if "text" in kinds and "label" in kinds[kinds.index("text") :]:
-        raise ValueError(f"`level_kinds` must list label levels before text levels, got {kinds!r}.")
-    return kinds
 
 
 def score_paths(
@@ -44,6 +32,8 @@ def score_paths(
     avoid, not rejected.
     """
     level_kinds = check_level_kinds(level_kinds)
+    if "text" in level_kinds and "label" in level_kinds[level_kinds.index("text") :]:
+        raise ValueError(f"`level_kinds` must list label levels before text levels, got {level_kinds!r}.")
     num_labels = level_kinds.count("label")
     metrics: dict[str, float] = {}
     if num_labels < len(level_kinds):
