@@ -129,7 +129,7 @@ class HdLMRenderer:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _encode_part(self, text: str) -> list[int]:
-        """`_encode`, memoised: headers and labels are rendered again for every row."""
+        """`_encode`, memoised: headers and labels recur in every row (free-text answers do not, and are not kept)."""
         if text not in self._parts:
             self._parts[text] = self._encode(text)
         return list(self._parts[text])
@@ -177,7 +177,8 @@ class HdLMRenderer:
 
     def answer_ids(self, level: int, answer: str) -> list[int]:
         """The tokens of one level: the answer, then the level's end marker."""
-        return self._encode_part(" " + answer) + self.end_ids(level)
+        encode = self._encode_part if self.config.level_kinds[level] == "label" else self._encode
+        return encode(" " + answer) + self.end_ids(level)
 
     def encode_example(
         self, text: str, answers: Sequence[str], query_limit: int | None = None
