@@ -204,14 +204,15 @@ def authors_level(
 
 @dataclass
 class Timing:
-    """
-    Medians over the timed runs: wall-clock seconds and CPU seconds of this process (all its threads); `walls` holds
-    every run's wall-clock seconds, in round order.
-    """
+    """Each timed run's wall-clock seconds, in round order, and the median CPU seconds of this process's threads."""
 
-    wall: float
-    cpu: float
     walls: list[float]
+    cpu: float
+
+    @property
+    def wall(self) -> float:
+        """Median wall-clock seconds."""
+        return statistics.median(self.walls)
 
 
 def time_methods(
@@ -237,9 +238,7 @@ def time_methods(
             cpus[name].append(time.process_time() - cpu)
             outputs.setdefault(name, tokens)
         logger.info("  round %d/%d: %s", round_ + 1, repeats, ", ".join(f"{n} {t[-1]:.2f}s" for n, t in walls.items()))
-    timings = {
-        name: Timing(statistics.median(walls[name]), statistics.median(cpus[name]), walls[name]) for name in methods
-    }
+    timings = {name: Timing(walls[name], statistics.median(cpus[name])) for name in methods}
     return outputs, timings
 
 
