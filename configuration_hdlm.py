@@ -8,7 +8,9 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 LEVEL_KINDS = ("label", "text")
-HEAD_INITS = ("copy", "random")
+HEAD_INITS = ("copy", "random", "shared")
+LABEL_HEAD_VOCABULARIES = ("labels", "full")
+LABEL_LOSSES = ("constrained", "full")
 TRUNCATION_SIDES = ("right", "left")
 
 
@@ -35,8 +37,22 @@ class HdLMConfig(PreTrainedConfig):
         taxonomy (`list[list[str]]`, *optional*):
             The label paths of the label levels, e.g. `[["Science", "Physics"], ["Sports", "Tennis"]]`. Stored in
             `config.json`, so a published model is self-contained.
+        taxonomy_token_ids (`list[list[list[int]]]`, *optional*):
+            For each path of `taxonomy`, the token ids of each of its labels as the model reads them (the answer and
+            the level's end marker, as [`HdLMRenderer.answer_ids`] renders them). Set by
+            [`HdLMForCausalLM.from_base`] from the tokenizer: label-vocabulary heads, the constrained loss and
+            constrained decoding are built from it, without a tokenizer.
         head_init (`str`, *optional*, defaults to `"copy"`):
-            How intermediate heads start: `"copy"` of the final head (the paper) or `"random"`.
+            How intermediate heads start: a `"copy"` of the final head (the paper), `"random"`, or `"shared"`: no
+            head of their own, every level reads the final head (nothing extra to train or store).
+        label_head_vocabulary (`str`, *optional*, defaults to `"labels"`):
+            The rows of an intermediate label level's head: `"labels"`, only the tokens its labels and its end marker
+            use (hundreds of rows instead of the whole vocabulary; decoded under constraints only), or `"full"`, a
+            copy of the whole final head (the paper). Text levels always have full heads.
+        label_loss (`str`, *optional*, defaults to `"constrained"`):
+            The cross-entropy of a label token: `"constrained"`, among the tokens the taxonomy allows at its
+            position given the gold labels and tokens before it (what constrained decoding chooses among), or
+            `"full"`, over all rows of the level's head (the whole vocabulary for full heads: the paper).
         apply_final_norm (`bool`, *optional*, defaults to `True`):
             Apply the base model's final norm before intermediate heads. The authors' code reads raw hidden
             states; a copied head expects normalised ones.
@@ -71,7 +87,10 @@ class HdLMConfig(PreTrainedConfig):
     level_kinds: list[str] | None = None
     level_loss_weights: list[float] | None = None
     taxonomy: list[list[str]] | None = None
+    taxonomy_token_ids: list[list[list[int]]] | None = None
     head_init: str = "copy"
+    label_head_vocabulary: str = "labels"
+    label_loss: str = "constrained"
     apply_final_norm: bool = True
     instruction: str | None = None
     use_chat_template: bool = False
@@ -102,6 +121,9 @@ class HdLMConfig(PreTrainedConfig):
         if self.taxonomy is not None:
             self.taxonomy = [list(path) for path in self.taxonomy]
             self._validate_taxonomy()
+        if self.taxonomy_token_ids is not None:
+            self.taxonomy_token_ids = [[list(ids) for ids in path] for path in self.taxonomy_token_ids]
+            self._validate_taxonomy_token_ids()
         if self.instruction is None:
             self.instruction = "Answer with the " + ", then the ".join(self.level_names) + "."
 
@@ -116,8 +138,19 @@ class HdLMConfig(PreTrainedConfig):
 
     @property
     def head_levels(self) -> list[int]:
-        """0-based indices of the levels read before the last layer, each with its own head."""
+        """0-based indices of the levels with a head of their own: read before the last layer, not `shared`."""
+        if self.head_init == "shared":
+            return []
         return [d for d, layer in enumerate(self.level_layers) if layer < self.text_config.num_hidden_layers]
+
+    def has_label_head(self, level: int) -> bool:
+        """Whether `level` has a head of its own restricted to its labels' tokens (`label_head_vocabulary`)."""
+        return (
+            level in self.head_levels
+            and self.level_kinds[level] == "label"
+            and self.label_head_vocabulary == "labels"
+            and self.taxonomy is not None
+        )
 
     def _validate_levels(self, num_layers: int) -> None:
         layers = self.level_layers
@@ -158,8 +191,13 @@ class HdLMConfig(PreTrainedConfig):
             )
         if any(weight < 0 for weight in self.level_loss_weights):
             raise ValueError(f"`level_loss_weights` entries must be >= 0, got {self.level_loss_weights!r}.")
-        if self.head_init not in HEAD_INITS:
-            raise ValueError(f"`head_init` must be one of {HEAD_INITS}, got {self.head_init!r}.")
+        for field, allowed in (
+            ("head_init", HEAD_INITS),
+            ("label_head_vocabulary", LABEL_HEAD_VOCABULARIES),
+            ("label_loss", LABEL_LOSSES),
+        ):
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"`{field}` must be one of {allowed}, got {getattr(self, field)!r}.")
         if self.max_query_tokens is not None and self.max_query_tokens < 1:
             raise ValueError(f"`max_query_tokens` must be a positive integer or None, got {self.max_query_tokens!r}.")
         if self.query_truncation_side not in TRUNCATION_SIDES:
@@ -189,6 +227,26 @@ class HdLMConfig(PreTrainedConfig):
                         f"`taxonomy` label {label!r} at level {level + 1} appears under two parents, "
                         f"{known!r} and {parent!r}; labels must form a tree (rename one of them)."
                     )
+
+    def _validate_taxonomy_token_ids(self) -> None:
+        token_ids = self.taxonomy_token_ids
+        if self.taxonomy is None or len(token_ids) != len(self.taxonomy):
+            raise ValueError(
+                "`taxonomy_token_ids` must hold one entry per `taxonomy` path "
+                f"({0 if self.taxonomy is None else len(self.taxonomy)}), got {len(token_ids)}."
+            )
+        vocab_size = self.text_config.vocab_size
+        for path, ids in zip(self.taxonomy, token_ids):
+            valid = all(
+                level_ids
+                and all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < vocab_size for t in level_ids)
+                for level_ids in ids
+            )
+            if len(ids) != len(path) or not valid:
+                raise ValueError(
+                    f"`taxonomy_token_ids` entry for {path!r} must hold, per label, a non-empty list of token ids in "
+                    f"0..{vocab_size - 1}, got {ids!r}."
+                )
 
 
 HdLMConfig.register_for_auto_class()

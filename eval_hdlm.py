@@ -30,6 +30,7 @@ from hdlm.data import collect_taxonomy, load_hierarchical_dataset, sample_rows
 from hdlm.evaluation.baselines import LeafSVMBaseline, PerLevelSVMBaseline
 from hdlm.evaluation.report import format_table, plot_per_level_scores, summary_keys, write_evaluation, write_json
 from hdlm.evaluation.runner import evaluate_model, score_paths
+from hdlm.hardware import preferred_dtype
 
 BASELINES = {"tfidf_leaf": LeafSVMBaseline, "tfidf_per_level": PerLevelSVMBaseline}
 
@@ -57,6 +58,14 @@ class EvalArguments:
     early_exit: bool = field(default=True, metadata={"help": "Decode each level with its first layers only."})
     top_k: int = field(default=1, metadata={"help": "With `rank`, record the top-k labels of each level."})
     batch_size: int = field(default=16, metadata={"help": "Examples decoded together."})
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "Weights' dtype while decoding: `auto` is bfloat16 where the device has bf16 matrix units (a GPU "
+            "with bf16, a CPU with AVX-512 BF16 or AMX) and float32 elsewhere; or `float32`, `bfloat16`, `checkpoint` "
+            "(as saved)."
+        },
+    )
     max_new_tokens: int = field(default=64, metadata={"help": "The most tokens a free-text level may take."})
     do_sample: bool = field(default=False, metadata={"help": "Sample free-text levels (seeded by `--seed`)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of free-text levels."})
@@ -91,9 +100,10 @@ def main(args: EvalArguments) -> None:
     output_dir = Path(args.output_dir)
     results: dict[str, dict[str, float]] = {}
 
+    dtype = _decoding_dtype(args.dtype)
     for model_path in args.model_name_or_path:
         name = _unique_name(Path(model_path).name or model_path, results)
-        model = AutoModel.from_pretrained(model_path, trust_remote_code=args.trust_remote_code).eval()
+        model = AutoModel.from_pretrained(model_path, trust_remote_code=args.trust_remote_code, dtype=dtype).eval()
         tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=args.trust_remote_code)
         records, metrics = evaluate_model(
             model,
@@ -154,6 +164,17 @@ def _level_kinds(args: EvalArguments) -> list[str] | None:
             f"The checkpoints disagree on `level_kinds`, so they cannot share a test file: {kinds_by_model}."
         )
     return list(distinct.pop()) if distinct else None
+
+
+def _decoding_dtype(name: str) -> torch.dtype | str:
+    if name == "auto":
+        return preferred_dtype()
+    if name == "checkpoint":
+        return "auto"  # transformers' word for the dtype the checkpoint was saved in
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"`--dtype` must be `auto`, `checkpoint` or a floating dtype (`float32`), got {name!r}.")
+    return dtype
 
 
 def _unique_name(name: str, taken: dict) -> str:

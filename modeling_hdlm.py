@@ -2,7 +2,8 @@
 
 Implements "Making Language Model a Hierarchical Classifier" (arXiv 2507.12930) for any architecture that
 `AutoModelForCausalLM` builds. This file is copied beside every HdLM checkpoint and loaded with
-`trust_remote_code=True`: it imports only torch, transformers and `configuration_hdlm`.
+`trust_remote_code=True`: it imports only torch, transformers and its sibling files `configuration_hdlm` and
+`taxonomy_hdlm`.
 """
 
 import contextlib
@@ -31,8 +32,10 @@ from transformers.utils import ModelOutput, logging
 
 try:
     from .configuration_hdlm import HdLMConfig
+    from .taxonomy_hdlm import LabelNode, TaxonomyTrie
 except ImportError:  # imported as a top-level module from a source checkout
     from configuration_hdlm import HdLMConfig
+    from taxonomy_hdlm import LabelNode, TaxonomyTrie
 
 logger = logging.get_logger(__name__)
 
@@ -180,6 +183,10 @@ class HdLMRenderer:
         encode = self._encode_part if self.config.level_kinds[level] == "label" else self._encode
         return encode(" " + answer) + self.end_ids(level)
 
+    def taxonomy_token_ids(self) -> list[list[list[int]]]:
+        """Each label's tokens on each taxonomy path, as `answer_ids` renders them (`config.taxonomy_token_ids`)."""
+        return [[self.answer_ids(level, label) for level, label in enumerate(path)] for path in self.config.taxonomy]
+
     def encode_example(
         self, text: str, answers: Sequence[str], query_limit: int | None = None
     ) -> tuple[list[int], list[int]]:
@@ -235,6 +242,37 @@ def _cache_view(cache: Cache, run: range) -> Cache:
     return view
 
 
+class HdLMLabelHead(nn.Linear):
+    """
+    A language head restricted to a label level's vocabulary: row `i` scores token `token_ids[i]`.
+
+    The level's labels and end marker use a few hundred tokens; this head holds their rows only (initialised from
+    the same rows of the final head), so it is cheap to train in full and to store. Its token ids are saved with it.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        token_ids: Sequence[int],
+        bias: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        super().__init__(in_features, len(token_ids), bias=bias, device=device, dtype=dtype)
+        self.register_buffer("token_ids", torch.tensor(list(token_ids), dtype=torch.long, device=device))
+
+    def columns(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """The rows of this head that score `token_ids` (which must all be in its vocabulary)."""
+        columns = torch.searchsorted(self.token_ids, token_ids).clamp(max=len(self.token_ids) - 1)
+        if not torch.equal(self.token_ids[columns], token_ids):
+            missing = sorted(set(token_ids.flatten().tolist()) - set(self.token_ids.tolist()))
+            raise ValueError(
+                f"Tokens {missing[:10]} are not in this label head's vocabulary (its labels' tokens only): it scores "
+                "labels of its taxonomy, under constraints."
+            )
+        return columns
+
+
 class HdLMPreTrainedModel(PreTrainedModel):
     config_class = HdLMConfig
     config: HdLMConfig
@@ -258,15 +296,39 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
     def __init__(self, config: HdLMConfig):
         super().__init__(config)
         self.model = AutoModelForCausalLM.from_config(config.text_config)
-        self.level_heads = nn.ModuleDict({str(level): self._new_head() for level in config.head_levels})
+        self._taxonomy_trie: TaxonomyTrie | None = None
+        self.level_heads = nn.ModuleDict({str(level): self._new_head(level) for level in config.head_levels})
         self._layers_name = self._find_decoder_layers()
         self.post_init()
 
-    def _new_head(self) -> nn.Linear:
-        final_head = self.model.get_output_embeddings()
-        return nn.Linear(
-            final_head.in_features, final_head.out_features, bias=final_head.bias is not None, dtype=self.model.dtype
-        )
+    def _new_head(self, level: int, like: nn.Module | None = None) -> nn.Linear:
+        """An empty head for `level`: a label-vocabulary head or a full one, shaped and placed like the final head."""
+        like = self.model.get_output_embeddings() if like is None else like
+        options = dict(bias=like.bias is not None, device=like.weight.device, dtype=like.weight.dtype)
+        if self.config.has_label_head(level):
+            return HdLMLabelHead(like.in_features, self.label_trie().vocabularies[level], **options)
+        return nn.Linear(like.in_features, like.out_features, **options)
+
+    def label_trie(self, renderer: "HdLMRenderer | None" = None) -> TaxonomyTrie:
+        """
+        The prefix tries of the taxonomy's labels over their token ids (`config.taxonomy_token_ids`).
+
+        A config without token ids (built without a tokenizer) takes them from `renderer`.
+        """
+        if self._taxonomy_trie is None:
+            if self.config.taxonomy is None:
+                raise ValueError("This HdLM has no taxonomy: its levels have no labels to constrain.")
+            token_ids = self.config.taxonomy_token_ids
+            if token_ids is None:
+                if renderer is None:
+                    raise ValueError(
+                        "`config.taxonomy_token_ids` is not set, and label-vocabulary heads, the constrained loss and "
+                        "constrained decoding are built from it: adapt the model with "
+                        "`HdLMForCausalLM.from_base(..., tokenizer=tokenizer)`."
+                    )
+                token_ids = renderer.taxonomy_token_ids()
+            self._taxonomy_trie = TaxonomyTrie(self.config.taxonomy, token_ids)
+        return self._taxonomy_trie
 
     def _find_decoder_layers(self) -> str:
         num_layers = self.config.text_config.num_hidden_layers
@@ -320,6 +382,7 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         taxonomy: Sequence[Sequence[str]] | None = None,
         head_init: str = "copy",
         apply_final_norm: bool = True,
+        tokenizer: PreTrainedTokenizerBase | None = None,
         base_kwargs: dict | None = None,
         **config_kwargs,
     ) -> "HdLMForCausalLM":
@@ -330,7 +393,10 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             base: a loaded causal LM, or a path / hub id loaded with `AutoModelForCausalLM.from_pretrained`
                 (`base_kwargs` are passed on, e.g. `dtype`).
             level_layers, level_names, level_kinds, level_loss_weights, taxonomy, head_init, apply_final_norm:
-                see [`HdLMConfig`]; `config_kwargs` sets the other fields (rendering).
+                see [`HdLMConfig`]; `config_kwargs` sets the other fields (rendering, `label_head_vocabulary`,
+                `label_loss`).
+            tokenizer: the base model's tokenizer. With a taxonomy it renders the labels' token ids
+                (`config.taxonomy_token_ids`), from which label-vocabulary heads and the constrained loss are built.
         """
         if isinstance(base, str):
             base = AutoModelForCausalLM.from_pretrained(base, **(base_kwargs or {}))
@@ -347,20 +413,21 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         )
         config.auto_map = dict(AUTO_MAP)
         config.dtype = base.dtype
+        if taxonomy is not None and tokenizer is not None:
+            config.taxonomy_token_ids = HdLMRenderer(config, tokenizer).taxonomy_token_ids()
+            config._validate_taxonomy_token_ids()
         with torch.device("meta"):
             model = cls(config)
         model.model = base
         final_head = base.get_output_embeddings()
         for level in config.head_levels:
-            head = nn.Linear(
-                final_head.in_features,
-                final_head.out_features,
-                bias=final_head.bias is not None,
-                device=final_head.weight.device,
-                dtype=final_head.weight.dtype,
-            )
+            head = model._new_head(level, like=final_head)
             if head_init == "copy":
-                head.load_state_dict({name: param.detach().clone() for name, param in final_head.named_parameters()})
+                rows = head.token_ids if isinstance(head, HdLMLabelHead) else slice(None)
+                with torch.no_grad():
+                    head.weight.copy_(final_head.weight[rows])
+                    if head.bias is not None:
+                        head.bias.copy_(final_head.bias[rows])
             else:
                 model._init_weights(head)
             model.level_heads[str(level)] = head
@@ -368,24 +435,37 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         model.name_or_path = base.name_or_path
         return model
 
+    def level_head(self, level: int) -> nn.Module:
+        """The head that decodes `level`: its own, or the base model's final head."""
+        head = self.level_heads[str(level)] if str(level) in self.level_heads else None
+        return self.model.get_output_embeddings() if head is None else head
+
+    def head_columns(self, level: int, token_ids: torch.Tensor) -> torch.Tensor:
+        """Where `token_ids` sit among the logits of `head_logits(level, ...)`: themselves, but for label heads."""
+        head = self.level_head(level)
+        return head.columns(token_ids) if isinstance(head, HdLMLabelHead) else token_ids
+
     def head_logits(
         self, level: int, hidden_states: torch.Tensor, token_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
         """
         Logits of level `level`'s head for raw decoder-layer outputs `hidden_states`, in float32 at least.
 
-        With `token_ids`, only those vocabulary entries' logits, in that order: a few rows of the head instead of
-        all of it, which is what constrained decoding needs.
+        Without `token_ids`, one logit per row of the head: the whole vocabulary, or for a label head
+        ([`HdLMLabelHead`]) its labels' tokens (`head_columns` maps token ids to them). With `token_ids`, only those
+        tokens' logits, in that order: a few rows of the head instead of all of it, which is what constrained
+        decoding and the constrained loss need.
         """
         is_final = str(level) not in self.level_heads
         if is_final or self.config.apply_final_norm:
             hidden_states = self.final_norm(hidden_states)
-        head = self.model.get_output_embeddings() if is_final else self.level_heads[str(level)]
+        head = self.level_head(level)
         if token_ids is None:
             logits = head(hidden_states)
         else:
-            bias = None if head.bias is None else head.bias[token_ids]
-            logits = F.linear(hidden_states, head.weight[token_ids], bias)
+            rows = self.head_columns(level, token_ids)
+            bias = None if head.bias is None else head.bias[rows]
+            logits = F.linear(hidden_states, head.weight[rows], bias)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         softcap = getattr(self.config.text_config, "final_logit_softcapping", None)
         if softcap is not None:
@@ -483,12 +563,17 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             )
         targets = (input_ids if labels is None else labels)[:, 1:]
         level_of_target = level_ids[:, 1:].masked_fill(targets == -100, 0)
+        gold_paths: list[list[str]] = [[] for _ in range(len(targets))]
         level_losses = []
         for level, layer in enumerate(self.config.level_layers):
             selected = level_of_target == level + 1
             hidden = captured[layer - 1][:, :-1][selected]
-            logits = self.head_logits(level, hidden)
-            summed = F.cross_entropy(logits, targets[selected], reduction="sum")
+            if self.config.level_kinds[level] == "label" and self.config.label_loss == "constrained":
+                logits, level_targets = self._constrained_logits(level, hidden, targets, selected, gold_paths)
+            else:
+                logits = self.head_logits(level, hidden)
+                level_targets = self.head_columns(level, targets[selected])
+            summed = F.cross_entropy(logits, level_targets, reduction="sum")
             count = selected.sum() if num_items_in_level is None else num_items_in_level[level]
             level_losses.append(summed / count.clamp(min=1))
         level_losses = torch.stack(level_losses)
@@ -499,6 +584,39 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.model.get_output_embeddings()(last_hidden[:, slice_indices])
         return HdLMOutput(loss=loss, level_losses=level_losses, logits=logits, past_key_values=outputs.past_key_values)
+
+    def _constrained_logits(
+        self,
+        level: int,
+        hidden: torch.Tensor,
+        targets: torch.Tensor,
+        selected: torch.Tensor,
+        gold_paths: list[list[str]],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Logits of a label level's target tokens over the tokens the taxonomy allows at each (the others `-inf`),
+        and the targets as columns of them: the cross-entropy constrained greedy decoding optimises.
+
+        Each row's gold tokens are walked through the label trie below its gold labels of the levels above
+        (`gold_paths`, extended here with the label reached). Only the level's vocabulary rows are computed.
+        """
+        trie = self.label_trie()
+        vocabulary = torch.tensor(trie.vocabularies[level], device=hidden.device)
+        visited: list[int] = []
+        rows_targets = targets.masked_select(selected).tolist()
+        start = 0
+        for row, count in enumerate(selected.sum(1).tolist()):
+            if not count:
+                continue
+            nodes, label = trie.walk(level, gold_paths[row], rows_targets[start : start + count])
+            visited.extend(nodes)
+            gold_paths[row].append(label)
+            start += count
+        allowed = trie.allowed_mask(level, hidden.device)[
+            torch.tensor(visited, dtype=torch.long, device=hidden.device)
+        ]
+        logits = self.head_logits(level, hidden, vocabulary).masked_fill(~allowed, float("-inf"))
+        return logits, torch.searchsorted(vocabulary, targets[selected])
 
     def get_renderer(self, tokenizer: PreTrainedTokenizerBase) -> HdLMRenderer:
         return HdLMRenderer(self.config, tokenizer)
@@ -550,7 +668,22 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             )
         if max_new_tokens < 1 or batch_size < 1:
             raise ValueError(f"`max_new_tokens` and `batch_size` must be >= 1, got {max_new_tokens}, {batch_size}.")
+        label_heads = [
+            self.config.level_names[level] for level in self.config.head_levels if self.config.has_label_head(level)
+        ]
+        if label_heads and not constrained:
+            raise ValueError(
+                f"`constrained=False` cannot decode levels {label_heads}: their heads hold only their labels' tokens "
+                "(`label_head_vocabulary='labels'`). Decode under constraints, or train with "
+                "`label_head_vocabulary='full'` to compare with free decoding."
+            )
         renderer = self.get_renderer(tokenizer if tokenizer is not None else self._default_tokenizer())
+        if constrained and self.config.taxonomy_token_ids is not None:
+            if renderer.taxonomy_token_ids() != self.config.taxonomy_token_ids:
+                raise ValueError(
+                    "This tokenizer renders the taxonomy's labels into other tokens than the model was built with "
+                    "(`config.taxonomy_token_ids`): pass the model's own tokenizer."
+                )
         prompts = _prompt_ids(inputs, renderer)
         processors = LogitsProcessorList()
         if repetition_penalty != 1.0:
@@ -569,14 +702,22 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             do_sample=do_sample,
             generator=generator,
         )
-        starts = range(0, len(prompts), batch_size)
+        # Batches of similar lengths waste little on padding; results come back in input order.
+        order = sorted(range(len(prompts)), key=lambda index: len(prompts[index]))
+        results: list[HierarchicalOutput | None] = [None] * len(prompts)
+        progress = None
         if show_progress:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="Decoding", unit="batch")
-        results: list[HierarchicalOutput] = []
-        for start in starts:
-            results.extend(decoder.decode(prompts[start : start + batch_size]))
+            progress = tqdm(total=len(prompts), desc="Decoding", unit="row")
+        for start in range(0, len(order), batch_size):
+            indices = order[start : start + batch_size]
+            for index, output in zip(indices, decoder.decode([prompts[index] for index in indices])):
+                results[index] = output
+            if progress is not None:
+                progress.update(len(indices))
+        if progress is not None:
+            progress.close()
         return results
 
     def _default_tokenizer(self) -> PreTrainedTokenizerBase:
@@ -642,7 +783,7 @@ class _HierarchicalDecoder:
         self.config = model.config
         self.renderer = renderer
         self.strategy = strategy
-        self.constrained = constrained and bool(self.config.taxonomy)
+        self.trie = model.label_trie(renderer) if constrained and self.config.taxonomy else None
         self.early_exit = early_exit
         self.max_new_tokens = max_new_tokens
         self.top_k = top_k
@@ -654,7 +795,6 @@ class _HierarchicalDecoder:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.device = model.get_input_embeddings().weight.device
         self.rank_chunk = 16
-        self.tries: dict[tuple[int, str | None], dict] = {}
 
     def decode(self, prompts: list[list[int]]) -> list[HierarchicalOutput]:
         batch = len(prompts)
@@ -662,6 +802,7 @@ class _HierarchicalDecoder:
         self.attention_mask = torch.zeros(batch, 0, dtype=torch.long, device=self.device)
         self.positions = torch.zeros(batch, 0, dtype=torch.long, device=self.device)
         outputs = [HierarchicalOutput() for _ in range(batch)]
+        paths: list[list[str]] = [[] for _ in range(batch)]
         parents: list[str | None] = [None] * batch
         pending = prompts
         self.history = [list(prompt) for prompt in prompts]
@@ -672,14 +813,15 @@ class _HierarchicalDecoder:
                 row.extend(header)
             hidden = self._append(pending, self.num_layers, capture=layer - 1)[:, -1]
             if self.config.level_kinds[level] == "label" and self.strategy == "rank":
-                decoded = self._rank_level(level, parents, hidden)
+                decoded = self._rank_level(level, paths, hidden)
                 pending = [item.token_ids for item in decoded]
             else:
-                decoded, pending = self._decode_level(level, parents, hidden)
-            for output, item, row in zip(outputs, decoded, self.history):
+                decoded, pending = self._decode_level(level, paths, hidden)
+            for output, item, row, path in zip(outputs, decoded, self.history, paths):
                 output.levels.append(item)
                 row.extend(item.token_ids)
-            parents = [item.label if item.label is not None else item.text for item in decoded]
+                path.append(item.label if item.label is not None else item.text)
+            parents = [path[-1] for path in paths]
         return outputs
 
     # -- the shared cache ---------------------------------------------------------------------------------------
@@ -730,21 +872,23 @@ class _HierarchicalDecoder:
     # -- one level ----------------------------------------------------------------------------------------------
 
     def _decode_level(
-        self, level: int, parents: list[str | None], hidden: torch.Tensor
+        self, level: int, paths: list[list[str]], hidden: torch.Tensor
     ) -> tuple[list[HierarchicalLevel], list[list[int]]]:
         """
         Decode one level token by token from `hidden`, the output of layer `k_d` at the last column.
 
-        Label levels under constraints follow a prefix trie of the valid labels below each row's parent; other
-        levels stop at their end marker or after `max_new_tokens`. Returns the decoded levels and, per row, the
-        tokens chosen but not yet fed to the cache (they open the next level's first segment).
+        Label levels under constraints follow the prefix trie of the valid labels below each row's path; where the
+        trie leaves a single token, it is taken without a step of its own (its probability among the allowed tokens
+        is 1), so a label costs one step per real choice. Other levels stop at their end marker or after
+        `max_new_tokens`. Returns the decoded levels and, per row, the tokens chosen but not yet fed to the cache
+        (they open the next level's first segment).
         """
         layer = self.config.level_layers[level]
         stop = layer if self.early_exit else self.num_layers
-        batch = len(parents)
+        batch = len(paths)
         end_ids = self.renderer.end_ids(level)
-        constrained = self.constrained and self.config.level_kinds[level] == "label"
-        nodes = [self._label_trie(level, parent) for parent in parents] if constrained else None
+        constrained = self.trie is not None and self.config.level_kinds[level] == "label"
+        nodes = [self.trie.root(level, path) for path in paths] if constrained else None
         tokens: list[list[int]] = [[] for _ in range(batch)]
         scores = [0.0] * batch
         active = [True] * batch
@@ -757,19 +901,24 @@ class _HierarchicalDecoder:
                 chosen = self._choose(logits, tokens)
                 step_scores = logits.log_softmax(-1).gather(-1, chosen[:, None]).squeeze(-1)
             chosen, step_scores = chosen.tolist(), step_scores.tolist()
-            was_active = list(active)
+            fed: list[list[int]] = [[] for _ in range(batch)]
             for row in range(batch):
                 if not active[row]:
                     continue
-                tokens[row].append(chosen[row])
+                fed[row].append(chosen[row])
                 scores[row] += step_scores[row]
                 if nodes is not None:
-                    nodes[row] = nodes[row][chosen[row]]
-                    active[row] = None not in nodes[row]
+                    node = nodes[row].children[chosen[row]]
+                    while node.label is None and len(node.children) == 1:
+                        [(forced, node)] = node.children.items()
+                        fed[row].append(forced)
+                    nodes[row] = node
+                    tokens[row].extend(fed[row])
+                    active[row] = node.label is None
                 else:
+                    tokens[row].extend(fed[row])
                     ended = tokens[row][-len(end_ids) :] == end_ids
                     active[row] = not ended and len(tokens[row]) < self.max_new_tokens
-            fed = [[tokens[row][-1]] if was_active[row] else [] for row in range(batch)]
             if not any(active):
                 break
             hidden = self._append(fed, stop, capture=layer - 1)
@@ -780,7 +929,7 @@ class _HierarchicalDecoder:
         return self._decoded(level, tokens, scores, nodes), fed
 
     def _choose_allowed(
-        self, level: int, hidden: torch.Tensor, nodes: list[dict]
+        self, level: int, hidden: torch.Tensor, nodes: list[LabelNode]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         The best token each row's trie node allows, and its log-probability among the tokens allowed there.
@@ -788,11 +937,11 @@ class _HierarchicalDecoder:
         Only the allowed tokens' logits are computed: every label step skips the full-vocabulary head. Rows whose
         label is complete allow nothing; their entries are meaningless and ignored.
         """
-        allowed = sorted({token for node in nodes for token in node if token is not None})
+        allowed = sorted({token for node in nodes for token in node.children})
         column = {token: index for index, token in enumerate(allowed)}
         mask = torch.zeros(len(nodes), len(allowed), dtype=torch.bool, device=self.device)
         for row, node in enumerate(nodes):
-            mask[row, [column[token] for token in node if token is not None]] = True
+            mask[row, [column[token] for token in node.children]] = True
         allowed_ids = torch.tensor(allowed, device=self.device)
         logits = self.model.head_logits(level, hidden, allowed_ids).masked_fill(~mask, float("-inf"))
         best = logits.argmax(-1)
@@ -817,30 +966,15 @@ class _HierarchicalDecoder:
         length = max(len(row) for row in rows)
         return torch.tensor([[row[0]] * (length - len(row)) + row for row in rows], device=self.device)
 
-    def _label_trie(self, level: int, parent: str | None) -> dict:
-        """Prefix tree over the token ids (answer and end marker) of the valid labels below `parent`."""
-        if (level, parent) not in self.tries:
-            self.tries[level, parent] = self._build_trie(level, parent)
-        return self.tries[level, parent]
-
-    def _build_trie(self, level: int, parent: str | None) -> dict:
-        root: dict = {}
-        for label in self._candidates(level, parent):
-            node = root
-            for token in self.renderer.answer_ids(level, label):
-                node = node.setdefault(token, {})
-            node[None] = label
-        return root
-
     def _decoded(
-        self, level: int, tokens: list[list[int]], scores: list[float], nodes: list[dict] | None
+        self, level: int, tokens: list[list[int]], scores: list[float], nodes: list[LabelNode] | None
     ) -> list[HierarchicalLevel]:
         name, kind = self.config.level_names[level], self.config.level_kinds[level]
         end_ids = self.renderer.end_ids(level)
         decoded = []
         for row, (row_tokens, score) in enumerate(zip(tokens, scores)):
             if nodes is not None:
-                label = nodes[row][None]
+                label = nodes[row].label
                 decoded.append(HierarchicalLevel(name, kind, label, row_tokens, score, label=label))
                 continue
             ended = row_tokens[-len(end_ids) :] == end_ids
@@ -850,20 +984,23 @@ class _HierarchicalDecoder:
             decoded.append(HierarchicalLevel(name, kind, text, row_tokens, score, label=label, truncated=not ended))
         return decoded
 
-    def _rank_level(self, level: int, parents: list[str | None], hidden: torch.Tensor) -> list[HierarchicalLevel]:
+    def _rank_level(self, level: int, paths: list[list[str]], hidden: torch.Tensor) -> list[HierarchicalLevel]:
         """
-        Score every candidate label of each row exactly (the sum of its tokens' log-probabilities) and keep the best.
+        Score every candidate label of each row exactly (the sum of its tokens' log-probabilities under the level's
+        head, over the head's whole vocabulary) and keep the best.
 
         Candidates run batched on copies of the rows' cache, through the first `k_d` layers with early exit.
         """
         layer = self.config.level_layers[level]
         stop = layer if self.early_exit else self.num_layers
-        candidates = [(row, label) for row, parent in enumerate(parents) for label in self._candidates(level, parent)]
+        candidates = [
+            (row, label, ids) for row, path in enumerate(paths) for label, ids in self.trie.labels(level, path).items()
+        ]
         scores: list[float] = []
         for start in range(0, len(candidates), self.rank_chunk):
             chunk = candidates[start : start + self.rank_chunk]
-            rows = torch.tensor([row for row, _ in chunk], device=self.device)
-            answers = [self.renderer.answer_ids(level, label) for _, label in chunk]
+            rows = torch.tensor([row for row, _, _ in chunk], device=self.device)
+            answers = [ids for _, _, ids in chunk]
             length = max(len(ids) for ids in answers)
             ids = torch.tensor([ids + [self.pad_id] * (length - len(ids)) for ids in answers], device=self.device)
             mask = torch.tensor([[1] * len(ids) + [0] * (length - len(ids)) for ids in answers], device=self.device)
@@ -880,35 +1017,30 @@ class _HierarchicalDecoder:
             )
             predicting = torch.cat([hidden[rows, None], outputs[:, :-1]], dim=1)
             logits = self.model.head_logits(level, predicting)
-            token_log_probs = logits.gather(-1, ids[..., None]).squeeze(-1) - logits.logsumexp(-1)
+            answer_ids = torch.tensor(
+                [ids + [ids[-1]] * (length - len(ids)) for ids in answers], device=self.device
+            )  # padded with a token of the head's vocabulary; masked out below
+            columns = self.model.head_columns(level, answer_ids)
+            token_log_probs = logits.gather(-1, columns[..., None]).squeeze(-1) - logits.logsumexp(-1)
             scores.extend((token_log_probs * mask).sum(1).tolist())
         name = self.config.level_names[level]
         decoded = []
-        for row in range(len(parents)):
+        for row in range(len(paths)):
             ranked = sorted(
-                ((score, label) for (r, label), score in zip(candidates, scores) if r == row), reverse=True
+                ((score, label, ids) for (r, label, ids), score in zip(candidates, scores) if r == row), reverse=True
             )
-            probabilities = torch.tensor([score for score, _ in ranked]).softmax(0).tolist()
-            best_score, best = ranked[0]
-            top = [(label, p) for (_, label), p in zip(ranked, probabilities)][: self.top_k]
+            probabilities = torch.tensor([score for score, _, _ in ranked]).softmax(0).tolist()
+            best_score, best, best_ids = ranked[0]
+            top = [(label, p) for (_, label, _), p in zip(ranked, probabilities)][: self.top_k]
             decoded.append(
                 HierarchicalLevel(
                     name,
                     "label",
                     best,
-                    self.renderer.answer_ids(level, best),
+                    list(best_ids),
                     best_score,
                     label=best,
                     top_labels=top if self.top_k > 1 else None,
                 )
             )
         return decoded
-
-    def _candidates(self, level: int, parent: str | None) -> list[str]:
-        candidates = self.renderer.candidates(level, parent)
-        if not candidates:
-            raise ValueError(
-                f"No valid label at level {level + 1} ({self.config.level_names[level]!r}) below {parent!r}: "
-                "the taxonomy does not list it."
-            )
-        return candidates

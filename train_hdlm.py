@@ -52,6 +52,7 @@ from hdlm.training.setup import (
     freeze_parameters,
     hdlm_peft_config,
     load_hdlm_model,
+    save_dtype,
     save_hdlm_model,
 )
 
@@ -102,7 +103,27 @@ class HdLMArguments:
         metadata={"help": "Decoder layer (1..K) feeding each level's head, ending at K. Default: see README."},
     )
     level_loss_weights: list[float] | None = field(default=None, metadata={"help": "Loss weight per level."})
-    head_init: str = field(default="copy", metadata={"help": "`copy` the final head into each level, or `random`."})
+    head_init: str = field(
+        default="copy",
+        metadata={
+            "help": "`copy` the final head into each level's head, `random`, or `shared`: the levels read the final "
+            "head itself (no head of their own to train or store)."
+        },
+    )
+    label_head_vocabulary: str = field(
+        default="labels",
+        metadata={
+            "help": "`labels`: an intermediate label level's head holds only its labels' tokens (small, trained in "
+            "full, decoded under constraints); `full`: a copy of the whole final head (the paper)."
+        },
+    )
+    label_loss: str = field(
+        default="constrained",
+        metadata={
+            "help": "`constrained`: each label token's cross-entropy among the tokens the taxonomy allows there (what "
+            "constrained decoding chooses among); `full`: over the head's whole vocabulary (the paper)."
+        },
+    )
     apply_final_norm: bool = field(
         default=True, metadata={"help": "Apply the base model's final norm before the intermediate heads."}
     )
@@ -128,8 +149,19 @@ class HdLMArguments:
     merge_adapters: bool = field(
         default=True, metadata={"help": "With LoRA, save a plain HdLM checkpoint with the adapters merged."}
     )
+    save_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "dtype of the saved weights (and of the test-split decoding): `auto` is bfloat16 after bf16 "
+            "training, as trained otherwise; or `float32`, `bfloat16`."
+        },
+    )
     train_level_heads: bool = field(
-        default=True, metadata={"help": "Train the intermediate heads (else they stay copies of the final head)."}
+        default=True,
+        metadata={
+            "help": "Train the intermediate heads. `false` with `head_init: copy`: the levels read the final head "
+            "itself (`shared`), which is what a frozen copy would hold, without a copy to store."
+        },
     )
     freeze_below_layer: int | None = field(
         default=None,
@@ -146,6 +178,7 @@ def main(
     if training_args.push_to_hub:
         require_hub_access(training_args.hub_token)  # offline or no token: stop now, not after training
     set_seed(training_args.seed)
+    dtype = save_dtype(hdlm_args.save_dtype, trained_in_bf16=training_args.bf16)  # checked before training
 
     # Load and validate every example before anything is built or written
     if script_args.train_file is None and script_args.dataset_name is None:
@@ -191,6 +224,8 @@ def main(
     if use_chat_template is None:
         use_chat_template = tokenizer.chat_template is not None
     config_kwargs = dict(
+        label_head_vocabulary=hdlm_args.label_head_vocabulary,
+        label_loss=hdlm_args.label_loss,
         use_chat_template=use_chat_template,
         show_candidates=hdlm_args.show_candidates,
         max_query_tokens=hdlm_args.max_query_tokens,
@@ -198,15 +233,19 @@ def main(
     )
     if hdlm_args.instruction is not None:
         config_kwargs["instruction"] = hdlm_args.instruction
+    head_init = hdlm_args.head_init
+    if not hdlm_args.train_level_heads and head_init == "copy":
+        head_init = "shared"  # a frozen copy of the final head is the final head: read it, store nothing twice
     model = load_hdlm_model(
         model_path,
+        tokenizer=tokenizer,
         mode=hdlm_args.mode,
         level_names=level_names,
         level_kinds=level_kinds,
         taxonomy=taxonomy,
         level_layers=hdlm_args.level_layers,
         level_loss_weights=hdlm_args.level_loss_weights,
-        head_init=hdlm_args.head_init,
+        head_init=head_init,
         apply_final_norm=hdlm_args.apply_final_norm,
         load_kwargs={key: value for key, value in load_kwargs.items() if value is not None},
         **config_kwargs,
@@ -220,7 +259,9 @@ def main(
     example_text = train_dataset[0]["text"][:200]
     train_dataset = tokenize_hierarchical(train_dataset, renderer, training_args.max_length)
     if eval_dataset is not None:
-        eval_dataset = tokenize_hierarchical(eval_dataset, renderer, training_args.max_length)
+        eval_dataset = tokenize_hierarchical(
+            eval_dataset, renderer, training_args.max_length, keep_examples=training_args.eval_decoding
+        )
 
     # Train
     freeze_parameters(
@@ -242,7 +283,7 @@ def main(
 
     # Save a checkpoint that loads with AutoModel and trust_remote_code alone; score it; write its card
     output_dir = Path(training_args.output_dir)
-    model = save_hdlm_model(trainer, str(output_dir), merge=hdlm_args.merge_adapters)
+    model = save_hdlm_model(trainer, str(output_dir), merge=hdlm_args.merge_adapters, dtype=dtype)
     if trainer.accelerator.is_main_process:
         plot_loss_curves(trainer.state.log_history, output_dir / "loss_curves.png")
         metrics = None

@@ -110,17 +110,6 @@ def random_taxonomy(num_parents: int, num_children: int, seed: int) -> list[list
 # -- the authors' scheme -------------------------------------------------------------------------------------------
 
 
-def label_trie(renderer: HdLMRenderer, level: int, parent: str | None) -> dict:
-    """Prefix tree over the tokens (answer and end marker) of the valid labels below `parent`."""
-    root: dict = {}
-    for label in renderer.candidates(level, parent):
-        node = root
-        for token in renderer.answer_ids(level, label):
-            node = node.setdefault(token, {})
-        node[None] = label
-    return root
-
-
 @torch.no_grad()
 def authors_decode(model: HdLMForCausalLM, renderer: HdLMRenderer, prompt: list[int], max_new_tokens: int):
     """
@@ -139,20 +128,25 @@ def authors_decode(model: HdLMForCausalLM, renderer: HdLMRenderer, prompt: list[
             ids += tokens if labels[earlier] is None else renderer.answer_ids(earlier, labels[earlier])
         parent = labels[-1] if labels else None
         ids += renderer.header_ids(level, parent)
-        tokens, label = authors_level(model, renderer, ids, level, parent, max_new_tokens)
+        tokens, label = authors_level(model, renderer, ids, level, labels, max_new_tokens)
         levels.append(tokens)
         labels.append(label)
     return levels
 
 
 def authors_level(
-    model: HdLMForCausalLM, renderer: HdLMRenderer, ids: list[int], level: int, parent: str | None, max_new_tokens: int
+    model: HdLMForCausalLM,
+    renderer: HdLMRenderer,
+    ids: list[int],
+    level: int,
+    path: list[str | None],
+    max_new_tokens: int,
 ) -> tuple[list[int], str | None]:
     """
     Prefill `ids` through all `K` layers on a fresh cache, then greedy-decode level `level` token by token, every
     step through all `K` layers, reading head `level` from the output of layer `k_d` (a forward hook, as
-    `modeling_hdlm` does). Label levels follow the same constraint trie as HdLM, so the tokens are comparable.
-    Returns the level's tokens and, for a label level, its label.
+    `modeling_hdlm` does). Label levels follow HdLM's own label trie below `path` (the labels decoded above), so the
+    tokens are comparable. Returns the level's tokens and, for a label level, its label.
     """
     config = model.config
     base = model.model.base_model
@@ -174,7 +168,7 @@ def authors_level(
         return captured[0][:, -1]
 
     constrained = config.level_kinds[level] == "label" and bool(config.taxonomy)
-    node = label_trie(renderer, level, parent) if constrained else None
+    node = model.label_trie(renderer).root(level, path) if constrained else None
     end_ids = renderer.end_ids(level)
     tokens: list[int] = []
     handle = model.decoder_layers[config.level_layers[level] - 1].register_forward_hook(keep)
@@ -184,14 +178,14 @@ def authors_level(
             logits = model.head_logits(level, hidden)
             if node is not None:
                 allowed = torch.zeros_like(logits, dtype=torch.bool)
-                allowed[:, [token for token in node if token is not None]] = True
+                allowed[:, list(node.children)] = True
                 logits = logits.masked_fill(~allowed, float("-inf"))
             token = int(logits.argmax(-1))
             tokens.append(token)
             if node is not None:
-                node = node[token]
-                if None in node:
-                    return tokens, node[None]
+                node = node.children[token]
+                if node.label is not None:
+                    return tokens, node.label
             elif tokens[-len(end_ids) :] == end_ids or len(tokens) >= max_new_tokens:
                 return tokens, None
             hidden = forward([token])
@@ -441,6 +435,7 @@ def label_workload(base, tokenizer, args: BenchArguments) -> list[str]:
             level_names=["topic", "subtopic"],
             level_kinds=["label", "label"],
             taxonomy=taxonomy,
+            label_head_vocabulary="full",  # the authors' heads, so that every method decodes with the same weights
         ).eval()
         renderer = model.get_renderer(tokenizer)
         methods = {

@@ -5,7 +5,11 @@ Wall time of one training step (forward + backward + AdamW step) of the HdLM los
 Methods (every one through a real trainer's `training_step`, then the optimizer's `step()` and `zero_grad()`):
 
 - `hdlm`: [`HdLMSFTTrainer`] (its `compute_loss` -> `HdLMForCausalLM.forward(..., labels, level_ids,
-  num_items_in_level)`): each head is applied only at the positions of its own level's tokens.
+  num_items_in_level)`): each head is applied only at the positions of its own level's tokens. Its heads are full
+  copies of the final head, trained, and each level's loss is over the whole vocabulary (the paper's setup).
+- `hdlm_labels_3` / `hdlm_labels_3_bf16`: the same trainer with this package's defaults for label levels: label
+  -vocabulary heads (the rows of the level's label tokens only, trained in full) and the constrained loss (each
+  label token's cross-entropy among the tokens the taxonomy allows there), in float32 / under bf16 autocast.
 - `trl_sft`: TRL's `SFTTrainer` on the base causal LM and a `datasets.Dataset` of the same pre-tokenised rows
   (`input_ids`, and `labels` = -100 outside the answer tokens); its `compute_loss` calls
   `model(**inputs, fused_lm_head=True)`.
@@ -66,8 +70,17 @@ from modeling_hdlm import HdLMForCausalLM  # noqa: E402
 logger = logging.getLogger("bench_training_step")
 
 LEVEL_NAMES = ["category", "subcategory", "type"]
-TARGETS = {"hdlm_vs_trl": 1.10, "authors_vs_hdlm": 1.5}
-METHODS = ("hdlm_2", "hdlm_3", "trl_sft", "authors_2", "authors_3", "sft_label_positions")
+TARGETS = {"hdlm_vs_trl": 1.10, "authors_vs_hdlm": 1.5, "labels_vs_full": 0.4}
+METHODS = (
+    "hdlm_2",
+    "hdlm_3",
+    "trl_sft",
+    "authors_2",
+    "authors_3",
+    "sft_label_positions",
+    "hdlm_labels_3",
+    "hdlm_labels_3_bf16",
+)
 LEARNING_RATE = 1e-30  # AdamW works in full, the weights do not move: every step sees the same weights
 
 
@@ -97,7 +110,7 @@ class BenchArguments:
         default_factory=lambda: ["hdlm_2", "hdlm_3", "trl_sft", "authors_2", "authors_3"],
         metadata={
             "help": "Methods to time, interleaved (one step of each per round): hdlm_2, hdlm_3, trl_sft, authors_2, "
-            "authors_3, sft_label_positions."
+            "authors_3, sft_label_positions, hdlm_labels_3, hdlm_labels_3_bf16."
         },
     )
     profile: bool = field(default=False, metadata={"help": "Also print a torch.profiler table per method."})
@@ -305,15 +318,28 @@ def main() -> None:
     num_layers = config.num_hidden_layers
     layers = {depth: default_level_layers(num_layers, depth) for depth in (2, 3)}
     weights = {2: [2.0, 1.0], 3: [3.0, 2.0, 1.0]}  # the authors' WoS and DBpedia weights
+    full_heads = dict(label_head_vocabulary="full", label_loss="full")  # the paper's heads and loss
     hdlm = {
         depth: HdLMForCausalLM.from_base(
-            base, level_layers=layers[depth], level_names=LEVEL_NAMES[:depth], level_loss_weights=weights[depth]
+            base,
+            level_layers=layers[depth],
+            level_names=LEVEL_NAMES[:depth],
+            level_loss_weights=weights[depth],
+            **full_heads,
         )
         for depth in (3, 2)
     }
     hdlm[2].level_heads["0"] = hdlm[3].level_heads["0"]
 
     rows = render_rows(hdlm[3], tokenizer, args.data_file, args.batch_size, args.seq_len)
+    hdlm_labels = HdLMForCausalLM.from_base(
+        base,
+        level_layers=layers[3],
+        level_names=LEVEL_NAMES,
+        level_loss_weights=weights[3],
+        taxonomy=sorted({tuple(row["path"]) for row in rows}),
+        tokenizer=tokenizer,
+    )
     prompt_lengths = [row["level_ids"].index(1) for row in rows]
     level_counts = [sum(row["level_ids"].count(level) for row in rows) for level in (1, 2, 3)]
     answer_lengths = [
@@ -353,6 +379,14 @@ def main() -> None:
             )
     # TRL's real path for pre-tokenised data: `input_ids` + `labels` columns, its own dataset preparation (it keeps
     # the labels, truncates to max_length, drops fully masked rows) and its own collator.
+    for name, bf16 in (("hdlm_labels_3", False), ("hdlm_labels_3_bf16", True)):
+        trainers[name] = HdLMSFTTrainer(
+            model=hdlm_labels,
+            args=HdLMSFTConfig(**{**common, "bf16": bf16}),
+            train_dataset=hdlm_dataset,
+            processing_class=tokenizer,
+            data_collator=collator,
+        )
     for name, cls in (("trl_sft", SFTTrainer), ("sft_label_positions", LabelPositionsSFTTrainer)):
         trainers[name] = cls(
             model=base, args=SFTConfig(**common), train_dataset=sft_dataset, processing_class=tokenizer
@@ -372,16 +406,18 @@ def main() -> None:
         "sft_label_positions": sft_batch,
     }
     batches["authors_2"], batches["authors_3"] = batches["hdlm_2"], batches["hdlm_3"]
+    batches["hdlm_labels_3"] = batches["hdlm_labels_3_bf16"] = hdlm_batch
     shape = tuple(hdlm_batch["input_ids"].shape)
 
     # One optimizer over every parameter (base + both heads), as `Trainer` builds it: AdamW only updates the
     # parameters that have a gradient, so each method pays for its own parameters. Its whole state is created now
     # (a step on zero gradients), so that no timed step pays for the first-time allocation.
     optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(trainers["hdlm_3"].args, hdlm[3])
-    optimizer = optimizer_cls(hdlm[3].parameters(), **optimizer_kwargs)
+    parameters = list({id(p): p for m in (hdlm[3], hdlm_labels) for p in m.parameters()}.values())
+    optimizer = optimizer_cls(parameters, **optimizer_kwargs)
     for trainer in trainers.values():
         trainer.optimizer = optimizer
-    for parameter in hdlm[3].parameters():
+    for parameter in parameters:
         parameter.grad = torch.zeros_like(parameter)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -423,10 +459,9 @@ def main() -> None:
     medians = {name: {key: method.median(key) for key in method.times} for name, method in methods.items()}
     layer_params = sum(p.numel() for p in base.model.layers.parameters())
     head_params = base.get_output_embeddings().weight.numel()
-    trainable = {
-        name: sum(p.numel() for p in (hdlm[int(name[-1])] if name[-1] in "23" else base).parameters())
-        for name in methods
-    }
+    models = {"hdlm_2": hdlm[2], "hdlm_3": hdlm[3], "authors_2": hdlm[2], "authors_3": hdlm[3]}
+    models["hdlm_labels_3"] = models["hdlm_labels_3_bf16"] = hdlm_labels
+    trainable = {name: sum(p.numel() for p in models.get(name, base).parameters()) for name in methods}
     descriptions = {
         "hdlm_2": f"HdLM loss, 2 levels (head at layer {layers[2][0]}), `HdLMSFTTrainer`",
         "hdlm_3": f"HdLM loss, 3 levels (heads at layers {layers[3][0]}, {layers[3][1]}), `HdLMSFTTrainer`",
@@ -434,6 +469,8 @@ def main() -> None:
         "authors_2": "authors' scheme, 2 levels (full logits per head)",
         "authors_3": "authors' scheme, 3 levels (full logits per head)",
         "sft_label_positions": "reference: plain SFT, head at the label positions only",
+        "hdlm_labels_3": "HdLM, 3 levels, label-vocabulary heads + constrained loss, float32",
+        "hdlm_labels_3_bf16": "HdLM, 3 levels, label-vocabulary heads + constrained loss, bf16 autocast",
     }
     answer_text = ", ".join(f"{length:.1f}" for length in answer_lengths)
     lines = [
@@ -474,6 +511,14 @@ def main() -> None:
             f"| {ratio(authors, median['step']) if authors else '-'} |"
         )
     lines += ["", "Targets:"]
+    today = medians.get("hdlm_3", {}).get("step")
+    for name in ("hdlm_labels_3", "hdlm_labels_3_bf16"):
+        ours = medians.get(name, {}).get("step")
+        if ours and today:
+            lines.append(
+                f"- `{name}` step <= {TARGETS['labels_vs_full']:.1f}x the paper's HdLM step (`hdlm_3`): "
+                f"{ours / today:.2f}x: {verdict(ours / today <= TARGETS['labels_vs_full'])}"
+            )
     for depth in (2, 3):
         ours = medians.get(f"hdlm_{depth}", {}).get("step")
         authors = medians.get(f"authors_{depth}", {}).get("step")

@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from configuration_hdlm import HdLMConfig  # noqa: E402
 from hdlm.default_base import DEFAULT_BASE_MODEL, resolve_model_name_or_path  # noqa: E402
-from modeling_hdlm import HdLMForCausalLM  # noqa: E402
+from modeling_hdlm import HdLMForCausalLM, HdLMLabelHead  # noqa: E402
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>"]
 CORPUS = [
@@ -116,11 +116,12 @@ def tiny_hdlm(family: str, tokenizer, taxonomy=TAXONOMY_2, level_layers=None, ki
         level_names=names,
         level_kinds=kinds,
         taxonomy=taxonomy,
+        tokenizer=tokenizer,
         **kwargs,
     ).eval()
 
 
-__all__ = ["HdLMConfig", "HdLMForCausalLM", "tiny_base", "tiny_hdlm", "train_tokenizer"]
+__all__ = ["HdLMConfig", "HdLMForCausalLM", "HdLMLabelHead", "tiny_base", "tiny_hdlm", "train_tokenizer"]
 
 
 @dataclass

@@ -77,6 +77,7 @@ def label_text_checkpoint(tmp_path_factory, tokenizer) -> str:
         level_names=["strategy", "reply"],
         level_kinds=["label", "text"],
         taxonomy=[[strategy] for strategy in STRATEGIES],
+        tokenizer=tokenizer,
     )
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)

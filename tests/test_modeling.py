@@ -8,8 +8,19 @@ import textwrap
 
 import pytest
 import torch
-from conftest import FAMILIES, TAXONOMY_2, TAXONOMY_3, HdLMConfig, HdLMForCausalLM, tiny_base, tiny_hdlm
+from conftest import (
+    FAMILIES,
+    TAXONOMY_2,
+    TAXONOMY_3,
+    HdLMConfig,
+    HdLMForCausalLM,
+    HdLMLabelHead,
+    tiny_base,
+    tiny_hdlm,
+)
 from torch.nn import functional as F
+
+from taxonomy_hdlm import TaxonomyTrie
 
 PROMPTS = [
     "a text about physics",
@@ -77,11 +88,23 @@ def test_config_defaults_and_roundtrip():
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_from_base_copies_the_final_head_untied(family, tokenizer):
-    model = tiny_hdlm(family, tokenizer)
+@pytest.mark.parametrize("vocabulary", ["labels", "full"])
+def test_from_base_copies_the_final_head_untied(family, vocabulary, tokenizer):
+    model = tiny_hdlm(family, tokenizer, label_head_vocabulary=vocabulary)
     final_head = model.get_output_embeddings()
     head = model.level_heads["0"]
-    torch.testing.assert_close(head.weight, final_head.weight, rtol=0, atol=0)
+    if vocabulary == "labels":
+        # The rows of the level's labels and end marker, as the renderer tokenises them, and only those.
+        renderer = model.get_renderer(tokenizer)
+        level_tokens = {token for label in {path[0] for path in TAXONOMY_2} for token in renderer.answer_ids(0, label)}
+        assert isinstance(head, HdLMLabelHead)
+        assert head.token_ids.tolist() == sorted(level_tokens)
+        assert head.weight.shape == (len(level_tokens), final_head.in_features)
+        expected = final_head.weight[head.token_ids]
+    else:
+        assert not isinstance(head, HdLMLabelHead)
+        expected = final_head.weight
+    torch.testing.assert_close(head.weight, expected, rtol=0, atol=0)
     assert head.weight.data_ptr() != final_head.weight.data_ptr()
     assert head.weight.data_ptr() != model.get_input_embeddings().weight.data_ptr()
     assert model.config.auto_map["AutoModel"] == "modeling_hdlm.HdLMForCausalLM"
@@ -90,14 +113,26 @@ def test_from_base_copies_the_final_head_untied(family, tokenizer):
 
 
 def test_random_head_init_differs_from_final_head(tokenizer):
-    model = tiny_hdlm("llama", tokenizer, head_init="random")
+    model = tiny_hdlm("llama", tokenizer, head_init="random", label_head_vocabulary="full")
     assert not torch.equal(model.level_heads["0"].weight, model.get_output_embeddings().weight)
+
+
+def test_shared_heads_read_the_final_head(tokenizer):
+    """`head_init="shared"`: no head of their own (nothing to store twice); each level reads the final head."""
+    shared = tiny_hdlm("llama", tokenizer, head_init="shared")
+    copied = tiny_hdlm("llama", tokenizer, label_head_vocabulary="full")
+    assert len(shared.level_heads) == 0 and shared.config.head_levels == []
+    assert sum(p.numel() for p in shared.parameters()) == sum(p.numel() for p in shared.model.parameters())
+    decode = {name: m.generate_hierarchical(PROMPTS, tokenizer) for name, m in (("shared", shared), ("copy", copied))}
+    assert decoded_tokens(decode["shared"]) == decoded_tokens(decode["copy"])
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_forward_without_level_ids_is_the_base_model(family, tokenizer):
     base = tiny_base(family, tokenizer)
-    model = HdLMForCausalLM.from_base(tiny_base(family, tokenizer), level_layers=[2, 4], taxonomy=TAXONOMY_2)
+    model = HdLMForCausalLM.from_base(
+        tiny_base(family, tokenizer), level_layers=[2, 4], taxonomy=TAXONOMY_2, tokenizer=tokenizer
+    )
     ids = torch.tensor([tokenizer(PROMPTS[1])["input_ids"]])
     out = model(input_ids=ids, labels=ids)
     expected = base(input_ids=ids, labels=ids)
@@ -108,6 +143,7 @@ def test_forward_without_level_ids_is_the_base_model(family, tokenizer):
 @pytest.mark.parametrize("family", ["llama", "gpt2_tied"])
 @pytest.mark.parametrize("apply_final_norm", [True, False])
 def test_loss_is_the_weighted_sum_of_level_cross_entropies(family, apply_final_norm, tokenizer):
+    """The paper's loss: full heads, each level's token-mean cross-entropy over the whole vocabulary."""
     model = tiny_hdlm(
         family,
         tokenizer,
@@ -115,6 +151,8 @@ def test_loss_is_the_weighted_sum_of_level_cross_entropies(family, apply_final_n
         level_layers=[1, 3, 4],
         level_loss_weights=[3.0, 2.0, 0.5],
         apply_final_norm=apply_final_norm,
+        label_head_vocabulary="full",
+        label_loss="full",
     )
     renderer = model.get_renderer(tokenizer)
     rows = [
@@ -154,6 +192,131 @@ def test_num_items_in_level_sets_the_denominator(tokenizer):
     torch.testing.assert_close(doubled, per_batch / 2)
 
 
+# Labels sharing their first tokens at every level (" Phy|sics" / " Phy|sic|al ...", " Quantum" /
+# " Quantum| mechan|ics", " |Sports" / " |Sp|o|rt"): the taxonomy allows several tokens after a shared prefix, or one.
+SHARED_PREFIXES = [
+    ["Sports", "Physics", "Quantum"],
+    ["Sports", "Physics", "Quantum mechanics"],
+    ["Sports", "Physical chemistry", "Quantum optics"],
+    ["Sport", "Tennis", "Grand slam"],
+    ["Sport", "Tennis", "Optics"],
+    ["Science", "Football", "Foot"],
+]
+
+
+def constrained_loss_by_hand(model, tokenizer, rows, weights):
+    """Each level's token-mean cross-entropy among the tokens the taxonomy allows at each step, found by listing the
+    candidate labels below the gold labels and keeping those that share the gold tokens so far."""
+    renderer = model.get_renderer(tokenizer)
+    states = {}
+    losses = []
+    for level, layer in enumerate(model.config.level_layers):
+        total, count = 0.0, 0
+        for text, path in rows:
+            ids, levels = renderer.encode_example(text, path)
+            key = (text, tuple(path))
+            if key not in states:
+                states[key] = model.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+            hidden = states[key][layer]
+            if layer < 4:
+                hidden = model.final_norm(hidden)
+            head = model.level_heads[str(level)] if str(level) in model.level_heads else model.get_output_embeddings()
+            positions = [i for i, lv in enumerate(levels) if lv == level + 1]
+            gold = [ids[i] for i in positions]
+            candidates = [
+                renderer.answer_ids(level, c[level])
+                for c in {tuple(p[: level + 1]) for p in SHARED_PREFIXES}
+                if list(c[:level]) == path[:level]
+            ]
+            for step, (position, token) in enumerate(zip(positions, gold)):
+                allowed = sorted({c[step] for c in candidates if len(c) > step and c[:step] == gold[:step]})
+                columns = model.head_columns(level, torch.tensor(allowed))
+                logits = head(hidden[0, position - 1])[columns].double()
+                total = total - logits.log_softmax(-1)[allowed.index(token)]
+                count += 1
+        losses.append(total / count)
+    losses = torch.stack(losses)
+    return losses, (torch.tensor(weights, dtype=losses.dtype) * losses).sum()
+
+
+def batch_of(model, tokenizer, rows):
+    renderer = model.get_renderer(tokenizer)
+    encoded = [renderer.encode_example(text, path) for text, path in rows]
+    length = max(len(ids) for ids, _ in encoded)
+    pad = tokenizer.pad_token_id
+    return {
+        "input_ids": torch.tensor([ids + [pad] * (length - len(ids)) for ids, _ in encoded]),
+        "attention_mask": torch.tensor([[1] * len(ids) + [0] * (length - len(ids)) for ids, _ in encoded]),
+        "level_ids": torch.tensor([lv + [0] * (length - len(lv)) for _, lv in encoded]),
+    }
+
+
+SHARED_ROWS = [(PROMPTS[i % 4], path) for i, path in enumerate(SHARED_PREFIXES)]
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2_tied"])
+@pytest.mark.parametrize("vocabulary", ["labels", "full"])
+def test_constrained_loss_equals_a_reference_by_hand(family, vocabulary, tokenizer):
+    weights = [3.0, 2.0, 0.5]
+    model = tiny_hdlm(
+        family, tokenizer, taxonomy=SHARED_PREFIXES, level_loss_weights=weights, label_head_vocabulary=vocabulary
+    )
+    out = model(**batch_of(model, tokenizer, SHARED_ROWS))
+    level_losses, loss = constrained_loss_by_hand(model, tokenizer, SHARED_ROWS, weights)
+    torch.testing.assert_close(out.level_losses, level_losses.to(out.level_losses.dtype))
+    torch.testing.assert_close(out.loss, loss.to(out.loss.dtype))
+    # The same weights in a full head or in a label head give the same constrained loss.
+    other = tiny_hdlm(
+        family,
+        tokenizer,
+        taxonomy=SHARED_PREFIXES,
+        level_loss_weights=weights,
+        label_head_vocabulary="full" if vocabulary == "labels" else "labels",
+    )
+    torch.testing.assert_close(other(**batch_of(other, tokenizer, SHARED_ROWS)).loss, out.loss)
+
+
+def test_label_head_full_loss_is_over_the_heads_vocabulary(tokenizer):
+    model = tiny_hdlm("llama", tokenizer, taxonomy=SHARED_PREFIXES, label_loss="full")
+    batch = batch_of(model, tokenizer, SHARED_ROWS)
+    out = model(**batch)
+    ids, levels = batch["input_ids"], batch["level_ids"]
+    states = model.model(input_ids=ids, attention_mask=batch["attention_mask"], output_hidden_states=True)
+    for level, layer in enumerate(model.config.level_layers[:2]):
+        head = model.level_heads[str(level)]
+        logits = head(model.final_norm(states.hidden_states[layer]))[:, :-1]
+        mask = levels[:, 1:] == level + 1
+        expected = F.cross_entropy(logits[mask], head.columns(ids[:, 1:][mask]))
+        torch.testing.assert_close(out.level_losses[level], expected)
+
+
+@pytest.mark.parametrize("label_loss", ["constrained", "full"])
+def test_accumulated_micro_batches_equal_one_batch(label_loss, tokenizer):
+    """2 micro-batches of 3 rows, each level normalised by the whole batch's token count, give the losses and the
+    gradients of one batch of 6 (what gradient accumulation and data parallelism rely on)."""
+    model = tiny_hdlm("llama", tokenizer, taxonomy=SHARED_PREFIXES, label_loss=label_loss)
+    whole = batch_of(model, tokenizer, SHARED_ROWS)
+    counts = torch.stack([(whole["level_ids"][:, 1:] == d).sum() for d in (1, 2, 3)])
+
+    def gradients(batches):
+        model.zero_grad()
+        level_losses = 0
+        for batch in batches:
+            out = model(**batch, num_items_in_level=counts)
+            out.loss.backward()
+            level_losses = level_losses + out.level_losses.detach()
+        return level_losses, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    one_losses, one_grads = gradients([whole])
+    two_losses, two_grads = gradients(
+        [batch_of(model, tokenizer, SHARED_ROWS[:3]), batch_of(model, tokenizer, SHARED_ROWS[3:])]
+    )
+    torch.testing.assert_close(two_losses, one_losses)
+    assert len(one_grads) == len(two_grads) > 0
+    for one, two in zip(one_grads, two_grads):
+        torch.testing.assert_close(two, one)
+
+
 # -- hierarchical decoding ----------------------------------------------------------------------------------------
 
 
@@ -171,21 +334,26 @@ def test_early_exit_is_exact_and_paths_are_valid(family, depth, strategy, tokeni
     }
     singles = [model.generate_hierarchical(prompt, tokenizer, strategy=strategy)[0] for prompt in PROMPTS]
     assert decoded_tokens(batch[True]) == decoded_tokens(batch[False])
-    assert decoded_tokens(batch[True]) == decoded_tokens(singles)
+    # Padding is invisible, except to a sliding window, which counts cache slots (as in `generate`): there a
+    # batch may decode other tokens than the same prompts one by one.
+    if family != "gemma3_text":
+        assert decoded_tokens(batch[True]) == decoded_tokens(singles)
     for output, full_depth, single in zip(batch[True], batch[False], singles):
         assert tuple(output.path) in valid
         assert [level.label for level in output.levels] == output.path
         for level, level_full_depth in zip(output.levels, full_depth.levels):
             assert level.score == pytest.approx(level_full_depth.score, abs=1e-9)
-        # Padding is invisible, except to a sliding window, which counts cache slots (as in `generate`).
         if family != "gemma3_text":
             for level, level_single in zip(output.levels, single.levels):
                 assert level.score == pytest.approx(level_single.score, abs=1e-9)
 
 
 @pytest.mark.parametrize("family", ["llama", "gemma3_text", "gpt2_untied"])
-def test_rank_matches_brute_force_log_likelihood(family, tokenizer):
-    model = tiny_hdlm(family, tokenizer, taxonomy=TAXONOMY_3, level_layers=[1, 3, 4])
+@pytest.mark.parametrize("vocabulary", ["labels", "full"])
+def test_rank_matches_brute_force_log_likelihood(family, vocabulary, tokenizer):
+    """`rank` scores a label by its log-likelihood under the level's head, over the head's whole vocabulary: all
+    tokens for full heads, the level's label tokens for label heads."""
+    model = tiny_hdlm(family, tokenizer, taxonomy=TAXONOMY_3, level_layers=[1, 3, 4], label_head_vocabulary=vocabulary)
     renderer = model.get_renderer(tokenizer)
     output = model.generate_hierarchical(PROMPTS[1], tokenizer, strategy="rank", top_k=3)[0]
     norm = dict(model.model.base_model.named_children())["norm" if family != "gpt2_untied" else "ln_f"]
@@ -205,7 +373,8 @@ def test_rank_matches_brute_force_log_likelihood(family, tokenizer):
             hidden = model.model(input_ids=ids, output_hidden_states=True).hidden_states[layer]
             hidden = hidden if layer == 4 else norm(hidden)
             log_probs = heads[level](hidden)[0, len(prefix) - 1 : -1].log_softmax(-1)
-            scores[label] = log_probs.gather(-1, torch.tensor(answer)[:, None]).sum().item()
+            columns = model.head_columns(level, torch.tensor(answer))
+            scores[label] = log_probs.gather(-1, columns[:, None]).sum().item()
         best = max(scores, key=scores.get)
         decoded = output.levels[level]
         assert decoded.label == best
@@ -222,7 +391,7 @@ def test_rank_matches_brute_force_log_likelihood(family, tokenizer):
 def test_greedy_score_is_the_log_probability_of_its_tokens(constrained, tokenizer):
     """Constrained: each token's log-probability among the tokens the taxonomy allows at its step (the decoder
     computes only those logits; here they come from the full head). Free: over the whole vocabulary."""
-    model = tiny_hdlm("qwen2", tokenizer)
+    model = tiny_hdlm("qwen2", tokenizer, label_head_vocabulary="labels" if constrained else "full")
     renderer = model.get_renderer(tokenizer)
     level = model.generate_hierarchical(PROMPTS[0], tokenizer, constrained=constrained)[0].levels[0]
     prompt, header = renderer.prompt_ids(PROMPTS[0]), renderer.header_ids(0, None)
@@ -235,7 +404,8 @@ def test_greedy_score_is_the_log_probability_of_its_tokens(constrained, tokenize
         expected = 0.0
         for step, token in enumerate(level.token_ids):
             allowed = sorted({ids[step] for ids in labels if ids[:step] == level.token_ids[:step]})
-            expected += logits[step, allowed].log_softmax(-1)[allowed.index(token)].item()
+            columns = model.head_columns(0, torch.tensor(allowed))
+            expected += logits[step, columns].log_softmax(-1)[allowed.index(token)].item()
     else:
         expected = logits.log_softmax(-1).gather(-1, torch.tensor(level.token_ids)[:, None]).sum().item()
     assert level.score == pytest.approx(expected, abs=1e-5)
@@ -251,7 +421,7 @@ def test_greedy_score_is_the_log_probability_of_its_tokens(constrained, tokenize
     ids=["label-text", "label-label-text", "label-label-text-gemma3"],
 )
 def test_unconstrained_and_text_levels_stop_at_end_marker_or_limit(family, taxonomy, kinds, tokenizer):
-    model = tiny_hdlm(family, tokenizer, taxonomy=taxonomy, kinds=kinds)
+    model = tiny_hdlm(family, tokenizer, taxonomy=taxonomy, kinds=kinds, label_head_vocabulary="full")
     outputs = {
         early_exit: model.generate_hierarchical(PROMPTS, tokenizer, max_new_tokens=5, early_exit=early_exit)
         for early_exit in (True, False)
@@ -312,7 +482,7 @@ def test_chat_template_rendering_and_candidates(tokenizer):
         "{% for m in messages %}<bos>{{ m['role'] }}\n{{ m['content'] }}<eos>\n{% endfor %}"
         "{% if add_generation_prompt %}<bos>assistant\n{% endif %}"
     )
-    model = tiny_hdlm("llama", tokenizer, use_chat_template=True, show_candidates=True)
+    model = tiny_hdlm("llama", chat_tokenizer, use_chat_template=True, show_candidates=True)
     renderer = model.get_renderer(chat_tokenizer)
     ids, levels = renderer.encode_example("hello", ["Sports", "Tennis"])
     text = chat_tokenizer.decode(ids)
@@ -326,6 +496,58 @@ def test_chat_template_rendering_and_candidates(tokenizer):
     assert tuple(output.path) in TAXONOMY_PATHS_2
     with pytest.raises(ValueError, match="chat template"):
         model.get_renderer(tokenizer)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("strategy", ["greedy", "rank"])
+def test_label_heads_decode_as_full_heads_restricted_to_their_rows(family, strategy, tokenizer):
+    """Under constraints a label head gives exactly the tokens and scores of the full head it was cut from:
+    constrained decoding scores only allowed tokens, and those are all in the label head. `rank` normalises over
+    the head's own rows, so its scores differ (and its ranking may)."""
+    labels = tiny_hdlm(family, tokenizer, taxonomy=SHARED_PREFIXES, label_head_vocabulary="labels")
+    full = tiny_hdlm(family, tokenizer, taxonomy=SHARED_PREFIXES, label_head_vocabulary="full")
+    ours, theirs = (m.generate_hierarchical(PROMPTS, tokenizer, strategy=strategy) for m in (labels, full))
+    if strategy == "rank":
+        # The full head's log-likelihood is lower: it spreads probability over the whole vocabulary.
+        for output, reference in zip(ours, theirs):
+            assert output.levels[0].score >= reference.levels[0].score
+        return
+    assert decoded_tokens(ours) == decoded_tokens(theirs)
+    for output, reference in zip(ours, theirs):
+        assert [level.score for level in output.levels] == pytest.approx([level.score for level in reference.levels])
+    num_rows = sum(head.weight.shape[0] for head in labels.level_heads.values())
+    assert num_rows < len(tokenizer)  # only the labels' tokens
+
+
+def test_label_heads_refuse_free_decoding_and_a_foreign_tokenizer(tokenizer):
+    model = tiny_hdlm("llama", tokenizer)
+    with pytest.raises(ValueError, match="constrained=False.*label_head_vocabulary='full'"):
+        model.generate_hierarchical(PROMPTS[0], tokenizer, constrained=False)
+    with pytest.raises(ValueError, match="not in this label head's vocabulary"):
+        model.head_logits(0, torch.zeros(1, 32, dtype=torch.float64), torch.tensor([0]))
+    other = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, **tokenizer.special_tokens_map)
+    other.add_tokens([" Science", " Sports"])  # the same text, other token ids
+    with pytest.raises(ValueError, match="renders the taxonomy's labels into other tokens"):
+        model.generate_hierarchical(PROMPTS[0], other)
+
+
+def test_label_heads_need_the_labels_token_ids(tokenizer):
+    with pytest.raises(ValueError, match="from_base\\(\\.\\.\\., tokenizer=tokenizer\\)"):
+        HdLMForCausalLM.from_base(tiny_base("llama", tokenizer), level_layers=[2, 4], taxonomy=TAXONOMY_2)
+    # Full heads need none: the decoder then renders the labels with the tokenizer it is given.
+    model = HdLMForCausalLM.from_base(
+        tiny_base("llama", tokenizer), level_layers=[2, 4], taxonomy=TAXONOMY_2, label_head_vocabulary="full"
+    )
+    assert model.config.taxonomy_token_ids is None
+    [output] = model.generate_hierarchical(PROMPTS[0], tokenizer)
+    assert tuple(output.path) in TAXONOMY_PATHS_2
+
+
+def test_labels_with_the_same_tokens_are_refused():
+    """A normalising tokenizer (lower case, say) can map two labels to the same tokens: decoding could not tell them
+    apart."""
+    with pytest.raises(ValueError, match="'Tennis' and 'tennis' at level 2 below \\['Sports'\\] have the same"):
+        TaxonomyTrie([["Sports", "Tennis"], ["Sports", "tennis"]], [[[5, 1], [7, 8, 1]], [[5, 1], [7, 8, 1]]])
 
 
 def test_bad_generation_arguments_are_rejected(tokenizer):

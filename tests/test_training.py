@@ -181,6 +181,25 @@ def test_long_answers_cut_their_query_further_in_training_only(tokenizer, caplog
         tokenize_hierarchical(Dataset.from_list([{"text": query, "labels": long}]), renderer, 8)
 
 
+def test_labels_outside_the_taxonomy_carry_no_loss_from_there_on(tokenizer, caplog):
+    """An eval example with a label unseen in training: the levels from that label on are not scored (the label
+    heads and the constrained loss know the taxonomy's labels only); the loss of the levels above stays."""
+    model = tiny_hdlm("llama", tokenizer)
+    rows = [
+        {"text": "a", "labels": ["Science", "Physics"]},
+        {"text": "b", "labels": ["Science", "Astronomy"]},
+        {"text": "c", "labels": ["Geography", "Physics"]},
+    ]
+    tokenized = tokenize_hierarchical(Dataset.from_list(rows), model.get_renderer(tokenizer), keep_examples=True)
+    assert [sorted(set(example["level_ids"])) for example in tokenized] == [[0, 1, 2], [0, 1], [0]]
+    for example in tokenized:
+        assert example["labels"] == [t if lv else -100 for t, lv in zip(example["input_ids"], example["level_ids"])]
+    assert "2 of 3 examples have a label path outside the model's taxonomy" in caplog.text
+    assert tokenized["path"] == [row["labels"] for row in rows] and tokenized["text"] == ["a", "b", "c"]
+    batch = DataCollatorForHierarchicalLM(tokenizer.pad_token_id)(list(tokenized))
+    model(**{key: batch[key] for key in ("input_ids", "attention_mask", "labels", "level_ids")}).loss.backward()
+
+
 def test_default_level_layers_rule():
     assert default_level_layers(32, 2) == [24, 32]
     assert default_level_layers(32, 3) == [21, 27, 32]
@@ -296,6 +315,67 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(task, tmp_path):
     assert max(resumed_losses) == 30
     assert resumed_losses[30] == pytest.approx(reference_losses[30], rel=1e-4)
     assert (killed_dir / "config.json").exists()
+
+
+REMOTE_PATHS = """
+import json, sys
+from transformers import AutoModel, AutoTokenizer
+model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)
+outputs = model.generate_hierarchical(json.loads(sys.argv[2]), tokenizer)
+print(json.dumps({"dtype": str(model.dtype), "paths": [output.path for output in outputs]}))
+"""
+
+
+@pytest.fixture(scope="module")
+def bf16_run(task, tmp_path_factory):
+    """The tiny base trained in bf16 autocast on the CPU, with decoded dev evaluations (a learning curve)."""
+    output_dir = tmp_path_factory.mktemp("bf16") / "out"
+    dev = write_jsonl(output_dir.parent / "dev.jsonl", synthetic_rows(24, seed=5))
+    args = ["--num_train_epochs", "6", "--bf16", "true", "--level_layers", "2", "4", "--eval_file", dev,
+            "--eval_strategy", "steps", "--eval_steps", "24",
+            "--eval_decoding", "true", "--eval_loss", "false"]  # fmt: skip
+    result = run_script(train_args(task, output_dir, *args))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output_dir
+
+
+@pytest.mark.slow
+def test_a_tiny_model_trains_and_decodes_in_bf16_on_the_cpu(bf16_run, task):
+    config = json.loads((bf16_run / "config.json").read_text())
+    assert config["dtype"] == "bfloat16"  # trained under bf16 autocast, saved in bf16
+    assert config["label_head_vocabulary"] == "labels" and config["label_loss"] == "constrained"
+    model = HdLMForCausalLM.from_pretrained(bf16_run)
+    assert model.dtype == torch.bfloat16 and model.level_heads["0"].weight.shape[0] < 20
+    assert path_accuracy(bf16_run, task["rows"]) == 1.0
+    curve = logged(bf16_run, "eval_path_accuracy")
+    assert [step for step, _ in curve] == [24, 48, 72]
+    assert curve[-1][1] == 1.0
+    minutes = [minute for _, minute in logged(bf16_run, "train_minutes")]
+    assert minutes == sorted(minutes) and minutes[-1] > 0
+
+
+@pytest.mark.slow
+def test_a_trained_label_head_checkpoint_loads_offline_in_a_fresh_process(bf16_run, task):
+    """`AutoModel.from_pretrained(..., trust_remote_code=True)` in a new process without a network: the remote code
+    (with `taxonomy_hdlm.py`) and the label heads' token ids travel with the checkpoint."""
+    texts = [row["text"] for row in task["rows"][:12]]
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_PATHS, str(bf16_run), json.dumps(texts)],
+        cwd=bf16_run.parent,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = json.loads(result.stdout.strip().splitlines()[-1])
+    assert remote["dtype"] == "torch.bfloat16"
+    model = HdLMForCausalLM.from_pretrained(bf16_run)
+    tokenizer = AutoTokenizer.from_pretrained(bf16_run, trust_remote_code=True)
+    assert remote["paths"] == [output.path for output in model.generate_hierarchical(texts, tokenizer)]
+    assert {"taxonomy_hdlm.py", "modeling_hdlm.py", "configuration_hdlm.py"} <= {p.name for p in bf16_run.iterdir()}
 
 
 # -- classification-guided generation: a label level, then a free-text level ----------------------------------------

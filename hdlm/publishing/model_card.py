@@ -37,6 +37,21 @@ def _results_table(metrics: Mapping[str, float], level_names: list[str]) -> str:
     return "\n".join(rows)
 
 
+def _heads_summary(config) -> str:
+    """How the levels read by intermediate layers are decoded, in words."""
+    if not config.head_levels:
+        return "none of their own (every level reads the final head)"
+    label_heads = [config.level_names[level] for level in config.head_levels if config.has_label_head(level)]
+    full = [config.level_names[level] for level in config.head_levels if not config.has_label_head(level)]
+    parts = []
+    if label_heads:
+        parts.append(f"label-vocabulary heads (only their labels' tokens) for {', '.join(label_heads)}")
+    if full:
+        parts.append(f"full-vocabulary heads for {', '.join(full)}")
+    origin = "copied from the final head" if config.head_init == "copy" else "randomly initialised"
+    return f"{'; '.join(parts)}, {origin}"
+
+
 def build_model_card(
     config,
     *,
@@ -107,7 +122,9 @@ def build_model_card(
         training_data=training_data,
         recipe=recipe,
         mode=mode,
-        head_init=config.head_init,
+        heads=_heads_summary(config),
+        label_heads=any(config.has_label_head(level) for level in range(config.num_levels)),
+        label_loss=config.label_loss,
         apply_final_norm=config.apply_final_norm,
         training_details=training_details or [],
         results_table=_results_table(metrics, config.level_names) if metrics else None,

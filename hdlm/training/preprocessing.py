@@ -37,7 +37,12 @@ def fit_query_budget(renderer: HdLMRenderer, dataset: datasets.Dataset, max_leng
 
 
 def tokenize_hierarchical(
-    dataset: datasets.Dataset, renderer: HdLMRenderer, max_length: int | None = None, *, num_proc: int | None = None
+    dataset: datasets.Dataset,
+    renderer: HdLMRenderer,
+    max_length: int | None = None,
+    *,
+    keep_examples: bool = False,
+    num_proc: int | None = None,
 ) -> datasets.Dataset:
     """
     Render and tokenise every example with `renderer`, as `generate_hierarchical` renders queries.
@@ -46,9 +51,16 @@ def tokenize_hierarchical(
     carry 0. `labels` equal `input_ids` on level tokens and -100 elsewhere. Queries longer than
     `renderer.config.max_query_tokens` are truncated; an example whose answers are too long to fit `max_length`
     with that budget has its query cut further (inference, not knowing the answers, cuts at the budget). Both are
-    counted in the log.
+    counted in the log. With `keep_examples`, each example's `text` and its label path (as `path`) stay beside the
+    tokens (the trainer's `eval_decoding` decodes them).
+
+    A label path the model's taxonomy does not hold (an evaluation example with a label unseen in training) carries
+    no loss from its first unknown label on: the label heads and the constrained loss know only the taxonomy's
+    labels. Such examples are counted in the log.
     """
     budget = renderer.config.max_query_tokens
+    label_levels = renderer.config.num_label_levels
+    known = {tuple(path[: level + 1]) for path in renderer.config.taxonomy or [] for level in range(label_levels)}
 
     def encode(example: dict, index: int) -> dict:
         limit = budget
@@ -62,6 +74,12 @@ def tokenize_hierarchical(
                 f"Example {index + 1} takes {len(input_ids)} tokens after query truncation, more than `max_length="
                 f"{max_length}`; lower `max_query_tokens` or raise `max_length`."
             )
+        unknown = next(
+            (level for level in range(label_levels) if known and tuple(example["labels"][: level + 1]) not in known),
+            None,
+        )
+        if unknown is not None:
+            level_ids = [0 if unknown < level <= label_levels else level for level in level_ids]
         labels = [token if level else -100 for token, level in zip(input_ids, level_ids)]
         shortened = truncated and budget is not None and limit < budget
         return {
@@ -70,16 +88,23 @@ def tokenize_hierarchical(
             "level_ids": level_ids,
             "truncated": truncated,
             "shortened": shortened,
+            "unknown": unknown is not None,
+            **({"path": list(example["labels"])} if keep_examples else {}),
         }
 
     tokenized = dataset.map(
         encode,
         with_indices=True,
-        remove_columns=dataset.column_names,
+        remove_columns=[column for column in dataset.column_names if not (keep_examples and column == "text")],
         num_proc=num_proc,
         desc="Rendering and tokenising",
     )
     num_truncated, num_shortened = sum(tokenized["truncated"]), sum(tokenized["shortened"])
+    if num_unknown := sum(tokenized["unknown"]):
+        logger.warning(
+            f"{num_unknown} of {len(tokenized)} examples have a label path outside the model's taxonomy: their loss "
+            "stops before the first unknown label (decoding can only score them as errors)."
+        )
     if num_truncated:
         target = f"{budget} tokens" if budget is not None else f"fit `max_length={max_length}`"
         logger.warning(
@@ -91,4 +116,4 @@ def tokenize_hierarchical(
             f"{num_shortened} of them have answers too long for `max_length={max_length}` with that budget: their "
             f"query was cut further. Raise `max_length` or lower `max_query_tokens` to keep them whole."
         )
-    return tokenized.remove_columns(["truncated", "shortened"])
+    return tokenized.remove_columns(["truncated", "shortened", "unknown"])

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import torch
 from peft import LoraConfig
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-from transformers import AutoConfig, Trainer
+from transformers import AutoConfig, PreTrainedTokenizerBase, Trainer
 from trl import ModelConfig, get_peft_config
 
 from modeling_hdlm import HdLMForCausalLM
@@ -27,6 +27,7 @@ def default_level_layers(num_layers: int, num_levels: int) -> list[int]:
 def load_hdlm_model(
     model_name_or_path: str,
     *,
+    tokenizer: PreTrainedTokenizerBase,
     mode: str,
     level_names: Sequence[str],
     level_kinds: Sequence[str],
@@ -42,6 +43,7 @@ def load_hdlm_model(
     Adapt the causal LM at `model_name_or_path` into an HdLM, or load an HdLM checkpoint to continue training it.
 
     `mode="sft_at_k"` is the paper's baseline: identical data and rendering, every level read by the last layer.
+    `tokenizer` renders the taxonomy's labels into the token ids the label heads and the constrained loss use.
     """
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
@@ -69,6 +71,7 @@ def load_hdlm_model(
         taxonomy=taxonomy,
         head_init=head_init,
         apply_final_norm=apply_final_norm,
+        tokenizer=tokenizer,
         base_kwargs=load_kwargs,
         **config_kwargs,
     )
@@ -125,25 +128,45 @@ def check_distributed_support(trainer: Trainer, use_peft: bool) -> None:
         )
 
 
-def save_hdlm_model(trainer: Trainer, output_dir: str, merge: bool) -> torch.nn.Module | None:
+def save_dtype(name: str, trained_in_bf16: bool) -> torch.dtype | None:
+    """The dtype to save weights in: `auto` is bfloat16 after bf16 training (None: as trained), else `name`."""
+    if name == "auto":
+        return torch.bfloat16 if trained_in_bf16 else None
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"`save_dtype` must be `auto` or a floating dtype (`float32`, `bfloat16`), got {name!r}.")
+    return dtype
+
+
+def save_hdlm_model(
+    trainer: Trainer, output_dir: str, merge: bool, dtype: torch.dtype | None = None
+) -> torch.nn.Module | None:
     """
     Save the trained model so that `AutoModel.from_pretrained(output_dir, trust_remote_code=True)` needs nothing else.
-    Call it on every process; returns the full model on the main process, None elsewhere.
+    Call it on every process; returns the full model on the main process (in `dtype`), None elsewhere.
 
     A PEFT model is merged into a plain HdLM checkpoint unless `merge=False` (then only the adapter is saved). Under
     FSDP or DeepSpeed the trainer gathers the sharded weights (every rank takes part) and the main process reloads
-    the checkpoint it wrote.
+    the checkpoint it wrote. With `dtype`, the weights are cast to it first (bfloat16 halves the checkpoint, and
+    `AutoModel.from_pretrained` then loads it in bfloat16).
     """
     accelerator = trainer.accelerator
     if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
         trainer.save_model(output_dir)
         accelerator.wait_for_everyone()
-        return HdLMForCausalLM.from_pretrained(output_dir) if accelerator.is_main_process else None
+        if not accelerator.is_main_process:
+            return None
+        model = HdLMForCausalLM.from_pretrained(output_dir, dtype=dtype or "auto")
+        if dtype is not None:
+            model.save_pretrained(output_dir)
+        return model
     if not accelerator.is_main_process:
         return None
     model = trainer.model
     if merge and hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
+    if dtype is not None:
+        model = model.to(dtype)
     os.makedirs(output_dir, exist_ok=True)
     model.save_pretrained(output_dir)
     trainer.processing_class.save_pretrained(output_dir)

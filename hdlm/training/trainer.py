@@ -1,24 +1,51 @@
 """`HdLMSFTTrainer`: TRL's `SFTTrainer` with the weighted multi-level HdLM loss."""
 
 import copy
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers.utils import is_torch_bf16_gpu_available
+from accelerate.utils import gather_object
 from trl import SFTConfig, SFTTrainer
+
+from ..evaluation.runner import score_paths
+from ..hardware import bf16_supported
 
 
 @dataclass
 class HdLMSFTConfig(SFTConfig):
     """
     `SFTConfig` with defaults for HdLM: examples arrive tokenised into levels (`tokenize_hierarchical`), so TRL's
-    own dataset preparation is skipped, and `bf16` follows the hardware instead of failing on a CPU.
+    own dataset preparation is skipped, and `bf16` follows the hardware: on where the GPU, or the CPU when training
+    runs there, has bf16 matrix units (`hdlm.hardware.bf16_supported`), off elsewhere.
     """
 
     bf16: bool | None = field(
-        default=None, metadata={"help": "Use bf16 mixed precision. Defaults to True where a GPU supports it."}
+        default=None,
+        metadata={
+            "help": "bf16 mixed precision (autocast, float32 master weights). Defaults to on where the device "
+            "training runs on has bf16 matrix units: a GPU with bf16, a CPU with AVX-512 BF16 or AMX."
+        },
+    )
+    eval_decoding: bool = field(
+        default=False,
+        metadata={
+            "help": "At each evaluation, also decode the eval set (constrained greedy, early exit) and log its "
+            "hierarchical metrics (`eval_path_accuracy`, `eval_level_1_accuracy`, ...): learning curves on a dev "
+            "split."
+        },
+    )
+    eval_decoding_max_samples: int | None = field(
+        default=None, metadata={"help": "Decode only the first N eval examples at each evaluation."}
+    )
+    eval_loss: bool = field(
+        default=True,
+        metadata={
+            "help": "Compute the eval loss at each evaluation. `false` with `eval_decoding`: only the decoded metrics "
+            "(the loss pass over the eval set costs about as much as decoding it)."
+        },
     )
     dataset_kwargs: dict[str, Any] | None = field(
         default_factory=lambda: {"skip_prepare_dataset": True},
@@ -27,7 +54,7 @@ class HdLMSFTConfig(SFTConfig):
 
     def __post_init__(self):
         if self.bf16 is None:
-            self.bf16 = not self.use_cpu and is_torch_bf16_gpu_available()
+            self.bf16 = bf16_supported("cpu" if self.use_cpu or not torch.cuda.is_available() else "cuda")
         super().__post_init__()
 
 
@@ -43,7 +70,10 @@ class HdLMSFTTrainer(SFTTrainer):
 
     `compute_loss` is replaced as a whole: TRL's own swaps in a fused lm-head forward that knows one head only.
     Under gradient accumulation and data parallelism each level's loss is averaged over all of its tokens in the
-    optimizer step (`num_items_in_level`), and each level's loss is logged (`loss_<level name>`).
+    optimizer step (`num_items_in_level`), and each level's loss is logged (`loss_<level name>`). Every log also
+    carries `train_minutes`, the wall time of training so far without the evaluations (what learning curves are
+    drawn against); with `eval_decoding`, evaluations decode the eval set (its `text` and `path` columns, kept by
+    `tokenize_hierarchical(..., keep_examples=True)`) and log its hierarchical metrics.
 
     With `push_to_hub`, the Trainer's own pushes (repository creation at init, every save, `save_model`) are turned
     off on the trainer's copy of the arguments: an HdLM is published once, after training, with its model card and
@@ -56,6 +86,71 @@ class HdLMSFTTrainer(SFTTrainer):
             args.push_to_hub = False
         super().__init__(model, args, *positional, **kwargs)
         self._num_items_in_level: torch.Tensor | None = None
+        self._train_start: float | None = None
+        self._eval_start: float | None = None
+        self._eval_seconds = 0.0
+
+    def train(self, *args, **kwargs):
+        self._train_start, self._eval_seconds = time.perf_counter(), 0.0
+        return super().train(*args, **kwargs)
+
+    def train_minutes(self) -> float:
+        """Wall time since `train()` began, less the time spent evaluating (the clock stops during evaluations)."""
+        if self._train_start is None:
+            return 0.0
+        now = time.perf_counter() if self._eval_start is None else self._eval_start
+        return (now - self._train_start - self._eval_seconds) / 60
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        super().log({**logs, "train_minutes": round(self.train_minutes(), 3)}, *args, **kwargs)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        self._eval_start = time.perf_counter()
+        try:
+            dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+            decoding = self.args.eval_decoding and not isinstance(dataset, dict)  # a dict: one set at a time
+            metrics = {}
+            if self.args.eval_loss or not decoding:
+                metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            if decoding:
+                scores = self.decode_and_score(dataset)
+                scores = {f"{metric_key_prefix}_{key}": value for key, value in scores.items()}
+                self.log(scores)
+                metrics.update(scores)
+                if not self.args.eval_loss:
+                    self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        finally:
+            self._eval_seconds += time.perf_counter() - self._eval_start
+            self._eval_start = None
+        return metrics
+
+    def decode_and_score(self, dataset) -> dict[str, float]:
+        """Decode the examples of `dataset` (split across processes) and score their paths."""
+        if "text" not in dataset.column_names or "path" not in dataset.column_names:
+            raise ValueError(
+                "`eval_decoding` needs the eval examples' `text` and label `path`: tokenise the eval set with "
+                "`tokenize_hierarchical(..., keep_examples=True)`."
+            )
+        count = len(dataset) if self.args.eval_decoding_max_samples is None else self.args.eval_decoding_max_samples
+        indices = list(range(min(count, len(dataset))))
+        model = self.accelerator.unwrap_model(self.model)
+        if hasattr(model, "get_base_model"):  # PEFT
+            model = model.get_base_model()
+        was_training = model.training
+        model.eval()
+        with self.accelerator.split_between_processes(indices) as mine, self.autocast_smart_context_manager():
+            rows = dataset.select(mine)
+            outputs = model.generate_hierarchical(
+                rows["text"], self.processing_class, batch_size=self.args.per_device_eval_batch_size
+            )
+            pairs = gather_object([(index, output.path) for index, output in zip(mine, outputs)])
+        model.train(was_training)
+        predictions = dict(pairs)
+        references = dataset.select(indices)["path"]
+        config = model.config
+        return score_paths(
+            [predictions[index] for index in indices], references, config.level_kinds, taxonomy=config.taxonomy
+        )
 
     @property
     def hdlm_config(self):

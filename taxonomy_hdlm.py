@@ -1,0 +1,120 @@
+"""Prefix tries over the token ids of a taxonomy's labels.
+
+What constrained decoding may choose at each step of a label, and the tokens the constrained loss normalises over,
+come from the same tries. This file is copied beside every HdLM checkpoint and loaded with `trust_remote_code=True`:
+it imports only torch.
+"""
+
+from collections.abc import Sequence
+
+import torch
+
+
+class LabelNode:
+    """A node of a label trie: the tokens allowed next, and the label completed here (if any)."""
+
+    __slots__ = ("children", "label", "index")
+
+    def __init__(self, index: int):
+        self.children: dict[int, LabelNode] = {}
+        self.label: str | None = None
+        self.index = index
+
+
+class TaxonomyTrie:
+    """
+    One prefix trie per label level and path above it, over the token ids of the labels allowed there.
+
+    `taxonomy_token_ids[i][d]` are the tokens of label `taxonomy[i][d]` (its answer and end marker). The nodes of a
+    level are numbered across all its tries, so that `allowed_mask(level)[node.index]` says which tokens of
+    `vocabularies[level]` (the sorted union of the level's label tokens) the node allows.
+    """
+
+    def __init__(self, taxonomy: Sequence[Sequence[str]], taxonomy_token_ids: Sequence[Sequence[Sequence[int]]]):
+        self.depth = len(taxonomy[0]) if taxonomy else 0
+        self.nodes: list[list[LabelNode]] = [[] for _ in range(self.depth)]
+        self._roots: dict[tuple[int, tuple[str, ...]], LabelNode] = {}
+        self._labels: dict[tuple[int, tuple[str, ...]], dict[str, list[int]]] = {}
+        for path, path_ids in zip(taxonomy, taxonomy_token_ids):
+            for level in range(self.depth):
+                self._add(level, tuple(path[:level]), path[level], list(path_ids[level]))
+        self.vocabularies = [
+            sorted({token for path_ids in taxonomy_token_ids for token in path_ids[level]})
+            for level in range(self.depth)
+        ]
+        self._masks: dict[int, torch.Tensor] = {}
+
+    def _new_node(self, level: int) -> LabelNode:
+        node = LabelNode(len(self.nodes[level]))
+        self.nodes[level].append(node)
+        return node
+
+    def _add(self, level: int, prefix: tuple[str, ...], label: str, token_ids: list[int]) -> None:
+        labels = self._labels.setdefault((level, prefix), {})
+        if label in labels:
+            return
+        labels[label] = token_ids
+        node = self._roots.get((level, prefix))
+        if node is None:
+            node = self._roots[level, prefix] = self._new_node(level)
+        for token in token_ids:
+            child = node.children.get(token)
+            if child is None:
+                child = node.children[token] = self._new_node(level)
+            node = child
+        if node.label is not None:
+            raise ValueError(
+                f"Labels {node.label!r} and {label!r} at level {level + 1} below {list(prefix)} have the same tokens "
+                f"{token_ids}: constrained decoding could not tell them apart. Rename one of them."
+            )
+        node.label = label
+
+    def root(self, level: int, prefix: Sequence[str]) -> LabelNode:
+        """The trie of the labels allowed at `level` below the labels `prefix` (empty at level 0)."""
+        node = self._roots.get((level, tuple(prefix)))
+        if node is None:
+            raise ValueError(
+                f"No valid label at level {level + 1} below {list(prefix)}: the taxonomy does not list it."
+            )
+        return node
+
+    def labels(self, level: int, prefix: Sequence[str]) -> dict[str, list[int]]:
+        """The labels allowed at `level` below `prefix`, sorted, with their token ids."""
+        self.root(level, prefix)
+        labels = self._labels[level, tuple(prefix)]
+        return {label: labels[label] for label in sorted(labels)}
+
+    def walk(self, level: int, prefix: Sequence[str], token_ids: Sequence[int]) -> tuple[list[int], str]:
+        """
+        Follow `token_ids` (a whole label and its end marker) from the root of `(level, prefix)`.
+
+        Returns the index of the node each token was chosen at, and the label reached.
+        """
+        node = self.root(level, prefix)
+        visited = []
+        for token in token_ids:
+            visited.append(node.index)
+            child = node.children.get(token)
+            if child is None:
+                raise ValueError(
+                    f"Tokens {list(token_ids)} at level {level + 1} below {list(prefix)} are not a label of the "
+                    "taxonomy (the data's labels must be the model's: retrain, or check the tokenizer)."
+                )
+            node = child
+        if node.label is None:
+            raise ValueError(f"Tokens {list(token_ids)} at level {level + 1} below {list(prefix)} end inside a label.")
+        return visited, node.label
+
+    def allowed_mask(self, level: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """`(num_nodes, len(vocabularies[level]))` booleans: the tokens each node of the level allows."""
+        mask = self._masks.get(level)
+        if mask is None:
+            column = {token: index for index, token in enumerate(self.vocabularies[level])}
+            mask = torch.zeros(len(self.nodes[level]), len(column), dtype=torch.bool)
+            for node in self.nodes[level]:
+                mask[node.index, [column[token] for token in node.children]] = True
+            self._masks[level] = mask
+        return mask.to(device)
+
+
+__all__ = ["LabelNode", "TaxonomyTrie"]
