@@ -103,3 +103,41 @@ def test_evaluate_load_scores_text_levels(tmp_path):
     assert with_taxonomy["level_2_truncated_rate"] == pytest.approx(1 / 3)
     assert with_taxonomy["flat_macro_f1"] < plain["flat_macro_f1"]  # "Other" is never predicted
     assert "predictions[0]" in error and "one entry per level" in error
+
+
+NON_STRING_SCRIPT = """
+import json, sys
+import evaluate
+
+[paths] = json.loads(sys.argv[1])
+metric = evaluate.load("metrics/hierarchical_f1")
+errors = []
+for predictions, references in (
+    (paths[:2] + [["Arts", 7]], paths),
+    (paths[:2] + [["Arts", True]], paths),
+    (paths, paths[:2] + [[None, "Music"]]),
+):
+    try:
+        metric.compute(predictions=predictions, references=references)
+        errors.append(None)
+    except ValueError as error:
+        errors.append(str(error))
+try:
+    metric.add(prediction=["Arts", 1.5], reference=paths[2])
+    errors.append(None)
+except ValueError as error:
+    errors.append(str(error))
+print(json.dumps([errors, metric.compute(predictions=paths, references=paths)["level_1_accuracy"]]))
+"""
+
+
+def test_evaluate_load_refuses_non_string_labels(tmp_path):
+    """`evaluate` casts every label to a string, so a number or a bool would silently score every level 0."""
+    paths = [["Science", "Physics"], ["Sports", "Tennis"], ["Arts", "Music"]]
+    errors, accuracy = run_script(NON_STRING_SCRIPT, [paths], tmp_path)
+    assert accuracy == 1.0  # the metric still works after the refused calls
+    int_label, bool_label, none_label, float_label = errors
+    assert "`predictions[2][1]` is int 7" in int_label and "Fix: write every label as a string" in int_label
+    assert "`predictions[2][1]` is bool True" in bool_label
+    assert "`references[2][0]` is NoneType None" in none_label
+    assert "`prediction[0][1]` is float 1.5" in float_label

@@ -46,12 +46,19 @@ def check_label_paths(paths: Sequence[Sequence[str]], name: str, *, allow_empty:
         raise ValueError(f"`{name}` must be a list of label paths, got {type(paths).__name__}.")
     checked = []
     for index, path in enumerate(paths):
-        if (
-            isinstance(path, str)
-            or not isinstance(path, Sequence)
-            or not all(isinstance(label, str) for label in path)
-        ):
-            raise ValueError(f"`{name}[{index}]` is not a list of strings: {path!r}.")
+        if isinstance(path, str) or not isinstance(path, Sequence):
+            raise ValueError(
+                f"`{name}[{index}]` is not a list of strings: {path!r}. Fix: give each document its path as a list "
+                'of labels, coarsest first (e.g. ["Science", "Physics"]).'
+            )
+        bad = next(((position, label) for position, label in enumerate(path) if not isinstance(label, str)), None)
+        if bad is not None:
+            position, label = bad
+            raise ValueError(
+                f"`{name}[{index}]` is not a list of strings: {path!r} (`{name}[{index}][{position}]` is "
+                f"{type(label).__name__} {label!r}). Fix: write every label as a string (e.g. {str(label)!r}), or map "
+                "class ids to their names first."
+            )
         if not path and not allow_empty:
             raise ValueError(f"`{name}[{index}]` is an empty label path.")
         checked.append(tuple(path))

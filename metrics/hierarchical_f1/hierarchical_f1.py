@@ -8,7 +8,7 @@ them the `evaluate.load("metrics/hierarchical_f1")` interface. See README.md for
 import datasets
 import evaluate
 
-from hdlm.evaluation.hierarchical_metrics import compute_hierarchical_metrics
+from hdlm.evaluation.hierarchical_metrics import check_label_paths, compute_hierarchical_metrics
 from hdlm.evaluation.runner import score_paths
 
 _DESCRIPTION = """\
@@ -79,6 +79,23 @@ class HierarchicalF1(evaluate.Metric):
             ),
             reference_urls=["https://arxiv.org/abs/2507.12930", "https://github.com/Alibaba-NLP/HiAGM"],
         )
+
+    def add_batch(self, *, predictions=None, references=None, **kwargs) -> None:
+        """Add a batch of label paths, checked first: `evaluate` casts every label to a string, so a number or a bool
+        among them would otherwise become a label no reference has and score 0 in silence."""
+        if predictions is not None:
+            check_label_paths(predictions, "predictions", allow_empty=True)
+        if references is not None:
+            check_label_paths(references, "references", allow_empty=True)
+        super().add_batch(predictions=predictions, references=references, **kwargs)
+
+    def add(self, *, prediction=None, reference=None, **kwargs) -> None:
+        """Add one predicted and one reference label path, checked as in `add_batch`."""
+        if prediction is not None:
+            check_label_paths([prediction], "prediction", allow_empty=True)
+        if reference is not None:
+            check_label_paths([reference], "reference", allow_empty=True)
+        super().add(prediction=prediction, reference=reference, **kwargs)
 
     def _compute(
         self,
