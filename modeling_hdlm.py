@@ -8,6 +8,7 @@ Implements "Making Language Model a Hierarchical Classifier" (arXiv 2507.12930) 
 
 import contextlib
 import copy
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -28,7 +29,8 @@ from transformers.generation.logits_process import (
     TemperatureLogitsWarper,
     TopPLogitsWarper,
 )
-from transformers.utils import ModelOutput, logging
+from transformers.utils import CONFIG_NAME, ModelOutput, logging
+from transformers.utils.hub import cached_file, extract_commit_hash
 
 try:
     from .configuration_hdlm import HdLMConfig
@@ -299,7 +301,16 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         self._taxonomy_trie: TaxonomyTrie | None = None
         self.level_heads = nn.ModuleDict({str(level): self._new_head(level) for level in config.head_levels})
         self._layers_name = self._find_decoder_layers()
+        self._tokenizer_source: dict | None = None
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, which also fixes where the tokenizer is, for `generate_hierarchical`."""
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model._tokenizer_source = _tokenizer_source(pretrained_model_name_or_path, kwargs)
+        return loaded
 
     def _new_head(self, level: int, like: nn.Module | None = None) -> nn.Linear:
         """An empty head for `level`: a label-vocabulary head or a full one, shaped and placed like the final head."""
@@ -433,6 +444,8 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             model.level_heads[str(level)] = head
         model.generation_config = copy.deepcopy(base.generation_config)
         model.name_or_path = base.name_or_path
+        if base.name_or_path:
+            model._tokenizer_source = _tokenizer_source(base.name_or_path, base_kwargs or {})
         return model
 
     def level_head(self, level: int) -> nn.Module:
@@ -645,7 +658,8 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
 
         Args:
             inputs: a query, a list of queries, or already rendered prompt token ids (one list or a list of lists).
-            tokenizer: the model's tokenizer; loaded from `self.name_or_path` when omitted.
+            tokenizer: the model's tokenizer. When omitted, the one beside the weights `from_pretrained` loaded: the
+                same local directory (resolved at load time), or the same Hub repository and commit.
             strategy: `"greedy"` decodes every level token by token; `"rank"` scores every candidate label of a
                 label level exactly (full log-likelihood) and keeps the best.
             constrained: restrict label levels to the taxonomy's labels below the label chosen one level up.
@@ -721,13 +735,59 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         return results
 
     def _default_tokenizer(self) -> PreTrainedTokenizerBase:
-        if not self.name_or_path:
-            raise ValueError("Pass `tokenizer=`: this model was not loaded from a directory holding one.")
-        # The model's own directory: its code is already trusted, and the tokenizer's config points at it.
-        return AutoTokenizer.from_pretrained(self.name_or_path, trust_remote_code=True)
+        """
+        The tokenizer beside the model's weights, where `from_pretrained` found them: the absolute local directory,
+        or the same Hub repository at the same commit. A relative path is never re-read after a `chdir`, nor taken
+        for a Hub id.
+        """
+        source = self._tokenizer_source
+        if source is None:
+            raise ValueError(
+                "Pass `tokenizer=`: this model was not loaded with `from_pretrained` from a directory or repository "
+                "holding its tokenizer."
+            )
+        try:
+            # The model's own files: its code is already trusted, and the tokenizer's config points at it.
+            return AutoTokenizer.from_pretrained(**source, trust_remote_code=True)
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"Pass `tokenizer=`: no tokenizer could be loaded from {source['pretrained_model_name_or_path']}, "
+                f"where this model was loaded from ({error})."
+            ) from error
 
 
 HdLMForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+
+
+def _tokenizer_source(name_or_path: str | os.PathLike, load_kwargs: dict) -> dict:
+    """
+    The `AutoTokenizer.from_pretrained` arguments that reach the files a model was just loaded from: a local
+    directory as an absolute path (local files only), else the Hub repository pinned to the commit in the cache.
+    """
+    subfolder = load_kwargs.get("subfolder") or ""
+    local = os.path.join(str(name_or_path), subfolder)
+    if os.path.isdir(local):
+        return {"pretrained_model_name_or_path": os.path.abspath(local), "local_files_only": True}
+    options = {key: load_kwargs[key] for key in ("cache_dir", "token") if load_kwargs.get(key) is not None}
+    try:
+        config_file = cached_file(
+            str(name_or_path),
+            CONFIG_NAME,
+            subfolder=subfolder,
+            revision=load_kwargs.get("revision"),
+            cache_dir=load_kwargs.get("cache_dir"),
+            local_files_only=True,
+            _raise_exceptions_for_missing_entries=False,
+        )
+    except (OSError, ValueError):  # not in the cache (the weights came another way): the revision asked for
+        config_file = None
+    revision = extract_commit_hash(config_file, None) or load_kwargs.get("revision")
+    return {
+        "pretrained_model_name_or_path": str(name_or_path),
+        **({"subfolder": subfolder} if subfolder else {}),
+        **({"revision": revision} if revision else {}),
+        **options,
+    }
 
 
 def _prompt_ids(

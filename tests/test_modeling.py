@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -633,3 +635,69 @@ def test_saved_model_loads_remotely_with_identical_outputs(family, tokenizer, tm
         )
         assert remote[name]["tokens"] == decoded_tokens(outputs)
         assert remote[name]["paths"] == [o.path for o in outputs]
+
+
+# -- the tokenizer a model finds by itself ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Sockets refuse to resolve or connect; every attempt is recorded."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args[1:] if args and isinstance(args[0], socket.socket) else args)
+        raise OSError("the network is blocked in this test")
+
+    for owner, name in [(socket.socket, "connect"), (socket.socket, "connect_ex"), (socket, "getaddrinfo")]:
+        monkeypatch.setattr(owner, name, refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return attempts
+
+
+def test_default_tokenizer_is_read_where_the_model_was_loaded_even_after_a_chdir(
+    tokenizer, tmp_path, monkeypatch, no_network
+):
+    """`outputs/model` is a relative path and a valid Hub id: after a `chdir` it must not become a download (of
+    someone else's repository, with `trust_remote_code=True`)."""
+    model = tiny_hdlm("llama", tokenizer)
+    model.save_pretrained(tmp_path / "outputs" / "model")
+    tokenizer.save_pretrained(tmp_path / "outputs" / "model")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    loaded = HdLMForCausalLM.from_pretrained("outputs/model").eval()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    outputs = loaded.generate_hierarchical(PROMPTS[:2])
+    assert decoded_tokens(outputs) == decoded_tokens(model.generate_hierarchical(PROMPTS[:2], tokenizer))
+    assert no_network == []
+    shutil.rmtree(tmp_path / "outputs")
+    with pytest.raises(ValueError, match=r"Pass `tokenizer=`: no tokenizer could be loaded from .*outputs/model"):
+        loaded.generate_hierarchical(PROMPTS[0])
+    assert no_network == []
+    with pytest.raises(ValueError, match=r"Pass `tokenizer=`: this model was not loaded with `from_pretrained`"):
+        model.generate_hierarchical(PROMPTS[0])
+
+
+def test_default_tokenizer_of_a_hub_model_is_its_repository_at_the_loaded_commit(
+    tokenizer, tmp_path, monkeypatch, no_network
+):
+    """A model loaded by Hub id reads its tokenizer from the same repository and commit (here from the cache)."""
+    import huggingface_hub.constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--tiny-hdlm"
+    model = tiny_hdlm("llama", tokenizer)
+    model.save_pretrained(repo / "snapshots" / commit)
+    tokenizer.save_pretrained(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    loaded = HdLMForCausalLM.from_pretrained("someone/tiny-hdlm", cache_dir=tmp_path / "hub").eval()
+    assert loaded._tokenizer_source == {
+        "pretrained_model_name_or_path": "someone/tiny-hdlm",
+        "revision": commit,
+        "cache_dir": tmp_path / "hub",
+    }
+    outputs = loaded.generate_hierarchical(PROMPTS[:2])
+    assert decoded_tokens(outputs) == decoded_tokens(model.generate_hierarchical(PROMPTS[:2], tokenizer))
+    assert no_network == []
