@@ -52,6 +52,7 @@ from hdlm.training.setup import (
     freeze_parameters,
     hdlm_peft_config,
     load_hdlm_model,
+    resolve_resume_checkpoint,
     save_dtype,
     save_hdlm_model,
 )
@@ -179,6 +180,7 @@ def main(
         require_hub_access(training_args.hub_token)  # offline or no token: stop now, not after training
     set_seed(training_args.seed)
     dtype = save_dtype(hdlm_args.save_dtype, trained_in_bf16=training_args.bf16)  # checked before training
+    resume_from = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
 
     # Load and validate every example before anything is built or written
     if script_args.train_file is None and script_args.dataset_name is None:
@@ -278,7 +280,7 @@ def main(
         peft_config=hdlm_peft_config(model_args, model, train_level_heads=hdlm_args.train_level_heads),
     )
     check_distributed_support(trainer, model_args.use_peft)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_state()
 
     # Save a checkpoint that loads with AutoModel and trust_remote_code alone; score it; write its card

@@ -7,7 +7,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -19,7 +18,7 @@ from transformers import AutoTokenizer
 from hdlm.data import HierarchicalDataError
 from hdlm.training import DataCollatorForHierarchicalLM, tokenize_hierarchical
 from hdlm.training.preprocessing import QUERY_TOKEN_MARGIN
-from hdlm.training.setup import default_level_layers
+from hdlm.training.setup import default_level_layers, resolve_resume_checkpoint
 from modeling_hdlm import HdLMForCausalLM
 from train_hdlm import main, make_parser
 
@@ -207,6 +206,33 @@ def test_default_level_layers_rule():
     assert default_level_layers(18, 1) == [18]
 
 
+def test_resume_true_picks_the_last_complete_checkpoint(tmp_path, caplog):
+    state = json.dumps({"global_step": 5, "log_history": []})
+    (tmp_path / "checkpoint-5").mkdir()
+    (tmp_path / "checkpoint-5" / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-10").mkdir()  # killed while saving the model: only the remote code was copied
+    for name in ("configuration_hdlm.py", "modeling_hdlm.py"):
+        (tmp_path / "checkpoint-10" / name).write_text("")
+    (tmp_path / "checkpoint-15").mkdir()  # killed while writing the trainer state
+    (tmp_path / "checkpoint-15" / "trainer_state.json").write_text(state[:10])
+    (tmp_path / "checkpoint-final").mkdir()
+    with caplog.at_level("WARNING"):
+        assert resolve_resume_checkpoint("true", tmp_path) == str(tmp_path / "checkpoint-5")
+    assert "checkpoint-15: its trainer_state.json does not parse" in caplog.text
+    assert "checkpoint-10: it has no trainer_state.json" in caplog.text and "modeling_hdlm.py" in caplog.text
+    assert resolve_resume_checkpoint(True, tmp_path) == str(tmp_path / "checkpoint-5")
+    assert resolve_resume_checkpoint("False", tmp_path) is None and resolve_resume_checkpoint(None, tmp_path) is None
+    assert resolve_resume_checkpoint(str(tmp_path / "checkpoint-5"), tmp_path) == str(tmp_path / "checkpoint-5")
+    with pytest.raises(ValueError, match=r"checkpoint-10` cannot be resumed from: it has no trainer_state\.json"):
+        resolve_resume_checkpoint(str(tmp_path / "checkpoint-10"), tmp_path)
+    with pytest.raises(ValueError, match=r"no such folder.*or `true` for the last complete checkpoint"):
+        resolve_resume_checkpoint(str(tmp_path / "checkpoint-99"), tmp_path)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert resolve_resume_checkpoint("true", tmp_path / "new") is None
+    assert "holds no complete checkpoint yet; training starts from the beginning" in caplog.text
+
+
 # -- bad data ---------------------------------------------------------------------------------------------------------
 
 
@@ -283,38 +309,58 @@ def test_two_process_data_parallel_training(task, tmp_path):
     assert model.config.taxonomy == sorted(TAXONOMY_2)
 
 
+KILLED_DURING_A_SAVE = """
+import os, runpy, signal, sys
+from transformers import Trainer
+
+kill_at, script = int(sys.argv[1]), sys.argv[2]
+save_rng_state = Trainer._save_rng_state
+
+
+def killed_during_the_save(self, output_dir):  # the weights and optimizer state are written, the rest is not
+    if self.state.global_step == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return save_rng_state(self, output_dir)
+
+
+Trainer._save_rng_state = killed_during_the_save
+sys.argv = sys.argv[2:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
 @pytest.mark.slow
-def test_resume_after_sigkill_matches_an_uninterrupted_run(task, tmp_path):
+def test_resume_true_after_a_sigkill_during_a_save_matches_an_uninterrupted_run(task, tmp_path):
+    """A SIGKILL in the middle of saving checkpoint-10 leaves it half-written; `--resume_from_checkpoint true` skips
+    it with a warning, resumes from checkpoint-5 and logs the losses of a run never interrupted."""
     extra = ["--max_steps", "30", "--save_strategy", "steps", "--save_steps", "5"]
     reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
     reference = run_script(train_args(task, reference_dir, *extra))
     assert reference.returncode == 0, reference.stderr[-3000:]
 
-    process = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "train_hdlm.py"), *train_args(task, killed_dir, *extra)],
-        cwd=REPO_ROOT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    first_checkpoint = killed_dir / "checkpoint-5" / "trainer_state.json"
-    deadline = time.monotonic() + 300
-    while not first_checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "training finished before it could be killed"
-    assert not (killed_dir / "config.json").exists()
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_DURING_A_SAVE, "10", str(REPO_ROOT / "train_hdlm.py"),
+         *train_args(task, killed_dir, *extra)],
+        cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert (killed_dir / "checkpoint-10" / "model.safetensors").exists()
+    assert not (killed_dir / "checkpoint-10" / "trainer_state.json").exists()
+    assert not (killed_dir / "config.json").exists() and not (killed_dir / "README.md").exists()
 
-    resumed = run_script(
-        train_args(task, killed_dir, *extra, "--resume_from_checkpoint", str(killed_dir / "checkpoint-5"))
-    )
+    resumed = run_script(train_args(task, killed_dir, *extra, "--resume_from_checkpoint", "true"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Skipping the incomplete checkpoint" in resumed.stderr and "checkpoint-10" in resumed.stderr
+    assert f"Resuming from {killed_dir / 'checkpoint-5'}" in resumed.stderr
     resumed_losses = dict(logged(killed_dir, "loss"))
     reference_losses = dict(logged(reference_dir, "loss"))
-    assert max(resumed_losses) == 30
-    assert resumed_losses[30] == pytest.approx(reference_losses[30], rel=1e-4)
+    assert sorted(resumed_losses) == list(range(1, 31))
+    assert [resumed_losses[step] for step in range(6, 31)] == pytest.approx(
+        [reference_losses[step] for step in range(6, 31)], rel=1e-4
+    )
     assert (killed_dir / "config.json").exists()
+    card = (killed_dir / "README.md").read_text()
+    assert "fine-tuned version of" not in card and "hdlm" in card  # the HdLM card, not the Trainer's draft
 
 
 REMOTE_PATHS = """

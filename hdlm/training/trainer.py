@@ -152,6 +152,10 @@ class HdLMSFTTrainer(SFTTrainer):
             [predictions[index] for index in indices], references, config.level_kinds, taxonomy=config.taxonomy
         )
 
+    def create_model_card(self, *args, **kwargs) -> None:
+        """Writes nothing: an HdLM's card is written once, after training and evaluation (`build_model_card`).
+        TRL's draft, written at every checkpoint, would be left in `output_dir` by a run that stops early."""
+
     @property
     def hdlm_config(self):
         return self.accelerator.unwrap_model(self.model).config
