@@ -9,6 +9,7 @@ Implements "Making Language Model a Hierarchical Classifier" (arXiv 2507.12930) 
 import contextlib
 import copy
 import os
+import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -113,6 +114,9 @@ class HdLMRenderer:
     A sequence is `prompt | header_1 | " " answer_1 separator | ... | header_D | " " answer_D eos`. Each part is
     tokenised on its own, so level boundaries never merge into one token. Headers are forced (never trained on);
     answers and their end markers are the tokens of their level.
+
+    Text from users and data (the query, labels, replies, headers) never becomes a special token: a query holding
+    the text `<eos>` is encoded as that text. Only the prompt or chat template and `level_separator` may hold them.
     """
 
     def __init__(self, config: HdLMConfig, tokenizer: PreTrainedTokenizerBase):
@@ -126,12 +130,16 @@ class HdLMRenderer:
         self.config = config
         self.tokenizer = tokenizer
         self._parts: dict[str, list[int]] = {}
-        self.separator_ids = self._encode(config.level_separator)
+        self.separator_ids = self._encode(config.level_separator, split_special_tokens=False)
         self.eos_ids = [tokenizer.eos_token_id]
         self.children = _taxonomy_children(config.taxonomy)
+        special = [token for token in tokenizer.added_tokens_decoder.values() if token.special]
+        self.special_texts = [token.content for token in special if token.content]
+        self.special_ids = {index for index, token in tokenizer.added_tokens_decoder.items() if token.special}
 
-    def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+    def _encode(self, text: str, split_special_tokens: bool = True) -> list[int]:
+        """Token ids of `text` alone; with `split_special_tokens`, special tokens' text in it stays plain text."""
+        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=split_special_tokens)["input_ids"]
 
     def _encode_part(self, text: str) -> list[int]:
         """`_encode`, memoised: headers and labels recur in every row (free-text answers do not, and are not kept)."""
@@ -155,13 +163,52 @@ class HdLMRenderer:
 
     def prompt_ids(self, text: str, query_limit: int | None = None) -> list[int]:
         text, _ = self.truncate_query(text, query_limit)
+        plain = not any(special in text for special in self.special_texts)
         if self.config.use_chat_template:
             message = {"role": "user", "content": f"{self.config.instruction}\n\n{text}"}
-            return list(
-                self.tokenizer.apply_chat_template([message], add_generation_prompt=True, tokenize=True)["input_ids"]
+            if plain:
+                return list(
+                    self.tokenizer.apply_chat_template([message], add_generation_prompt=True, tokenize=True)[
+                        "input_ids"
+                    ]
+                )
+            prompt = self.tokenizer.apply_chat_template([message], add_generation_prompt=True, tokenize=False)
+            start = prompt.rfind(text)
+            if start < 0:
+                raise ValueError(
+                    "The chat template changes the query, so its special tokens' text could not be kept as text: "
+                    "remove them from the query, or set `use_chat_template=False`."
+                )
+            return self._encode_prompt(prompt, [(start, start + len(text))], add_special_tokens=False)
+        if plain:
+            prompt = self.config.prompt_template.format(instruction=self.config.instruction, text=text)
+            return self.tokenizer(prompt)["input_ids"]
+        prompt, spans, formatter = "", [], string.Formatter()
+        for literal, name, spec, conversion in formatter.parse(self.config.prompt_template):
+            prompt += literal
+            if name is not None:
+                value = {"instruction": self.config.instruction, "text": text}[name]
+                value = formatter.format_field(formatter.convert_field(value, conversion), spec or "")
+                spans += [(len(prompt), len(prompt) + len(value))] if name == "text" else []
+                prompt += value
+        return self._encode_prompt(prompt, spans, add_special_tokens=True)
+
+    def _encode_prompt(self, prompt: str, spans: list[tuple[int, int]], add_special_tokens: bool) -> list[int]:
+        """
+        `prompt` tokenised as a whole, except that the special tokens found inside `spans` (the query's characters)
+        are re-encoded as the plain text they were typed as.
+        """
+        if not self.tokenizer.is_fast:
+            raise ValueError(
+                "This query holds the text of a special token, which HdLM keeps as text: that needs the offsets of a "
+                "fast tokenizer (`use_fast=True`), or remove it from the query."
             )
-        prompt = self.config.prompt_template.format(instruction=self.config.instruction, text=text)
-        return self.tokenizer(prompt)["input_ids"]
+        encoding = self.tokenizer(prompt, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+        ids = []
+        for token, (start, stop) in zip(encoding["input_ids"], encoding["offset_mapping"]):
+            typed = token in self.special_ids and stop > start and any(a <= start and stop <= b for a, b in spans)
+            ids += self._encode(prompt[start:stop]) if typed else [token]
+        return ids
 
     def candidates(self, level: int, parent: str | None) -> list[str]:
         """The valid labels of a label level given the label chosen one level up (all roots for level 0)."""

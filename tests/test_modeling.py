@@ -20,8 +20,10 @@ from conftest import (
     tiny_base,
     tiny_hdlm,
 )
+from datasets import Dataset
 from torch.nn import functional as F
 
+from hdlm.training import tokenize_hierarchical
 from taxonomy_hdlm import TaxonomyTrie
 
 PROMPTS = [
@@ -498,6 +500,48 @@ def test_chat_template_rendering_and_candidates(tokenizer):
     assert tuple(output.path) in TAXONOMY_PATHS_2
     with pytest.raises(ValueError, match="chat template"):
         model.get_renderer(tokenizer)
+
+
+SPECIAL_TEXT = "physics <eos> then<pad> and <bos>tennis"
+
+
+@pytest.mark.parametrize("use_chat_template", [False, True])
+def test_user_text_never_becomes_a_special_token(use_chat_template, tokenizer):
+    """Queries, labels and replies holding `<eos>`, `<pad>` or `<bos>` are encoded as that text, in training and
+    inference alike; only the templates' own special tokens are special."""
+    if use_chat_template:
+        tokenizer = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, **tokenizer.special_tokens_map)
+        tokenizer.chat_template = (
+            "{% for m in messages %}<bos>{{ m['role'] }}\n{{ m['content'] }}<eos>\n{% endfor %}"
+            "{% if add_generation_prompt %}<bos>assistant\n{% endif %}"
+        )
+    specials = set(tokenizer.all_special_ids)
+    taxonomy = [["Sci<eos>ence"], ["Sports"]]
+    model = tiny_hdlm("llama", tokenizer, taxonomy, kinds=["label", "text"], use_chat_template=use_chat_template)
+    renderer = model.get_renderer(tokenizer)
+    plain_prompt = renderer.prompt_ids("physics then and tennis")
+    prompt = renderer.prompt_ids(SPECIAL_TEXT)
+    assert SPECIAL_TEXT in tokenizer.decode(prompt)
+    assert [t for t in prompt if t in specials] == [t for t in plain_prompt if t in specials]  # the template's
+    text_ids = tokenizer(SPECIAL_TEXT, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    cut, truncated = renderer.truncate_query(SPECIAL_TEXT, len(text_ids) - 1)  # counted in text tokens too
+    assert truncated and cut == tokenizer.decode(text_ids[:-1]) and "<eos>" in cut
+
+    ids, levels = renderer.encode_example(SPECIAL_TEXT, ["Sci<eos>ence", "ok <eos> bye<pad>"])
+    assert [t for t in ids if t in specials] == [t for t in plain_prompt if t in specials] + [tokenizer.eos_token_id]
+    assert ids[-1] == tokenizer.eos_token_id and levels[-1] == 2
+    assert tokenizer.decode([t for t, lv in zip(ids, levels) if lv == 2]) == " ok <eos> bye<pad><eos>"
+    tokenized = tokenize_hierarchical(
+        Dataset.from_list([{"text": SPECIAL_TEXT, "labels": ["Sci<eos>ence", "x"]}]), renderer
+    )
+    assert [t for t in tokenized[0]["input_ids"] if t in specials] == [t for t in plain_prompt if t in specials] + [
+        tokenizer.eos_token_id
+    ]
+
+    [output] = model.generate_hierarchical(SPECIAL_TEXT, tokenizer, max_new_tokens=4)
+    [from_ids] = model.generate_hierarchical(prompt, tokenizer, max_new_tokens=4)
+    assert decoded_tokens([output]) == decoded_tokens([from_ids]) and output.path[0] in ("Sci<eos>ence", "Sports")
+    assert not set(model.config.taxonomy_token_ids[0][0]) & specials  # the label "Sci<eos>ence" and its separator
 
 
 @pytest.mark.parametrize("family", FAMILIES)
