@@ -495,6 +495,11 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             model._tokenizer_source = _tokenizer_source(base.name_or_path, base_kwargs or {})
         return model
 
+    @property
+    def max_positions(self) -> int | None:
+        """The most positions the base model encodes (`max_position_embeddings`), or None where it sets no limit."""
+        return getattr(self.config.text_config, "max_position_embeddings", None)
+
     def level_head(self, level: int) -> nn.Module:
         """The head that decodes `level`: its own, or the base model's final head."""
         head = self.level_heads[str(level)] if str(level) in self.level_heads else None
@@ -609,6 +614,12 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
                 attentions=outputs.attentions,
             )
 
+        length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+        if self.max_positions is not None and length > self.max_positions:
+            raise ValueError(
+                f"A sequence of {length} tokens is longer than the model encodes ({self.max_positions} positions, "
+                "`max_position_embeddings`): lower `max_length` (or `max_query_tokens`) to at most that."
+            )
         num_layers = self.config.text_config.num_hidden_layers
         capture = sorted({layer - 1 for layer in self.config.level_layers})
         with self._running_layers(0, num_layers, capture) as captured:
@@ -746,6 +757,13 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
                     "(`config.taxonomy_token_ids`): pass the model's own tokenizer."
                 )
         prompts = _prompt_ids(inputs, renderer)
+        for index, prompt in enumerate(prompts):
+            if self.max_positions is not None and len(prompt) >= self.max_positions:
+                raise ValueError(
+                    f"`inputs[{index}]` takes {len(prompt)} tokens, and the model encodes at most "
+                    f"{self.max_positions} positions (`max_position_embeddings`): set `model.config.max_query_tokens` "
+                    "so that queries are cut (train_hdlm.py sets it from `--max_length`), or shorten the input."
+                )
         processors = LogitsProcessorList()
         if repetition_penalty != 1.0:
             processors.append(RepetitionPenaltyLogitsProcessor(repetition_penalty))
@@ -944,9 +962,18 @@ class _HierarchicalDecoder:
         new_mask = torch.tensor([[0] * (length - len(row)) + [1] * len(row) for row in tokens], device=self.device)
         next_position = self.attention_mask.sum(1, keepdim=True)
         new_positions = (next_position + new_mask.cumsum(1) - 1).clamp(min=0)
+        self._check_positions(new_positions)
         self.attention_mask = torch.cat([self.attention_mask, new_mask], dim=1)
         self.positions = torch.cat([self.positions, new_positions], dim=1)
         return self._run(ids, 0, stop, capture, new_positions, self.cache)
+
+    def _check_positions(self, positions: torch.Tensor) -> None:
+        limit = self.model.max_positions
+        if limit is not None and positions.numel() and int(positions.max()) >= limit:
+            raise ValueError(
+                f"Decoding reached the model's position limit ({limit} positions, `max_position_embeddings`): lower "
+                "`max_new_tokens`, or set `model.config.max_query_tokens` so that queries are cut."
+            )
 
     def _fill(self, start: int, hidden: torch.Tensor) -> None:
         """Run layers `[start, K)` over the last `hidden.shape[1]` columns, from layer `start - 1`'s `hidden`."""
@@ -1113,6 +1140,7 @@ class _HierarchicalDecoder:
             mask = torch.tensor([[1] * len(ids) + [0] * (length - len(ids)) for ids in answers], device=self.device)
             history = self.attention_mask[rows]
             positions = history.sum(1, keepdim=True) + torch.arange(length, device=self.device)
+            self._check_positions(positions)
             outputs = self._run(
                 ids,
                 0,

@@ -745,3 +745,35 @@ def test_default_tokenizer_of_a_hub_model_is_its_repository_at_the_loaded_commit
     outputs = loaded.generate_hierarchical(PROMPTS[:2])
     assert decoded_tokens(outputs) == decoded_tokens(model.generate_hierarchical(PROMPTS[:2], tokenizer))
     assert no_network == []
+
+
+# -- the base model's position limit ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["gpt2_untied", "llama"])
+def test_inputs_past_the_position_limit_are_a_clear_error(family, tokenizer):
+    """`from_base` sets no query budget: a long query must not crash deep in torch (GPT-2's position embedding)
+    nor run silently past the limit (Llama's rotary positions)."""
+    base = tiny_base(family, tokenizer)
+    base.config.max_position_embeddings = 64  # GPT-2: `n_positions`
+    model = HdLMForCausalLM.from_base(
+        base, level_layers=[2, 4], level_names=["topic", "reply"], level_kinds=["label", "text"],
+        taxonomy=[["Science"], ["Sports"]], tokenizer=tokenizer,
+    ).eval()  # fmt: skip
+    long_query = "the quick brown fox jumps over the lazy dog " * 30  # 1,320 characters
+    with pytest.raises(
+        ValueError, match=r"`inputs\[1\]` takes \d+ tokens, .* at most 64 positions .*max_query_tokens"
+    ):
+        model.generate_hierarchical(["tennis", long_query], tokenizer)
+    prompt_length = len(model.get_renderer(tokenizer).prompt_ids("tennis"))
+    model.config.text_config.max_position_embeddings = prompt_length + 4  # the prompt fits, its answers do not
+    with pytest.raises(ValueError, match=rf"Decoding reached the model's position limit \({prompt_length + 4} "):
+        model.generate_hierarchical("tennis", tokenizer)
+    model.config.text_config.max_position_embeddings = 64
+    ids = torch.tensor([tokenizer(long_query)["input_ids"]])
+    with pytest.raises(ValueError, match=r"A sequence of \d+ tokens is longer than the model encodes \(64"):
+        model(input_ids=ids, level_ids=torch.ones_like(ids))
+
+    model.config.max_query_tokens = 16  # the documented way: queries cut at training and inference alike
+    [output] = model.generate_hierarchical(long_query, tokenizer, max_new_tokens=8)
+    assert output.path[0] in ("Science", "Sports")
