@@ -4,6 +4,12 @@ This file is copied beside every HdLM checkpoint and loaded with `trust_remote_c
 `transformers` (and the standard library).
 """
 
+import math
+import numbers
+import operator
+import string
+from typing import Any
+
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
@@ -108,7 +114,9 @@ class HdLMConfig(PreTrainedConfig):
         num_layers = self.text_config.num_hidden_layers
         if self.level_layers is None:
             self.level_layers = [num_layers]
-        self.level_layers = list(self.level_layers)
+        self.level_layers = [
+            _integer("level_layers", layer) for layer in _as_list("`level_layers`", self.level_layers)
+        ]
         num_levels = len(self.level_layers)
         if self.level_names is None:
             self.level_names = [f"level_{d}" for d in range(1, num_levels + 1)]
@@ -116,16 +124,35 @@ class HdLMConfig(PreTrainedConfig):
             self.level_kinds = ["label"] * num_levels
         if self.level_loss_weights is None:
             self.level_loss_weights = [1.0] * num_levels
-        self.level_loss_weights = [float(weight) for weight in self.level_loss_weights]
+        self.level_names = _as_list("`level_names`", self.level_names, '["topic", "subtopic"]')
+        self.level_kinds = _as_list("`level_kinds`", self.level_kinds, '["label", "text"]')
+        self.level_loss_weights = [_weight(w) for w in _as_list("`level_loss_weights`", self.level_loss_weights)]
+        if self.max_query_tokens is not None:
+            self.max_query_tokens = _integer("max_query_tokens", self.max_query_tokens)
         self._validate_levels(num_layers)
         if self.taxonomy is not None:
-            self.taxonomy = [list(path) for path in self.taxonomy]
+            paths = _as_list("`taxonomy`", self.taxonomy, '[["Science", "Physics"], ["Sports", "Tennis"]]')
+            if not paths:
+                raise ValueError("`taxonomy` is empty, which would turn the label constraints off: pass None instead.")
+            self.taxonomy = [
+                _as_list(f"`taxonomy[{i}]`", path, '["Science", "Physics"]') for i, path in enumerate(paths)
+            ]
             self._validate_taxonomy()
         if self.taxonomy_token_ids is not None:
-            self.taxonomy_token_ids = [[list(ids) for ids in path] for path in self.taxonomy_token_ids]
+            self.taxonomy_token_ids = [
+                [
+                    _as_list(f"`taxonomy_token_ids[{i}]` entries", ids)
+                    for ids in _as_list(f"`taxonomy_token_ids[{i}]`", path)
+                ]
+                for i, path in enumerate(_as_list("`taxonomy_token_ids`", self.taxonomy_token_ids))
+            ]
             self._validate_taxonomy_token_ids()
+            self.taxonomy_token_ids = [
+                [[operator.index(t) for t in ids] for ids in path] for path in self.taxonomy_token_ids
+            ]
         if self.instruction is None:
             self.instruction = "Answer with the " + ", then the ".join(self.level_names) + "."
+        self._validate_rendering()
 
     @property
     def num_levels(self) -> int:
@@ -154,7 +181,7 @@ class HdLMConfig(PreTrainedConfig):
 
     def _validate_levels(self, num_layers: int) -> None:
         layers = self.level_layers
-        if not layers or not all(isinstance(layer, int) and not isinstance(layer, bool) for layer in layers):
+        if not layers:
             raise ValueError(f"`level_layers` must be a non-empty list of integers, got {layers!r}.")
         if any(not 1 <= layer <= num_layers for layer in layers):
             raise ValueError(
@@ -189,8 +216,12 @@ class HdLMConfig(PreTrainedConfig):
                 f"`level_kinds` must list label levels before text levels (a label cannot follow free text), "
                 f"got {self.level_kinds!r}."
             )
-        if any(weight < 0 for weight in self.level_loss_weights):
-            raise ValueError(f"`level_loss_weights` entries must be >= 0, got {self.level_loss_weights!r}.")
+        weights = self.level_loss_weights
+        if any(not math.isfinite(weight) or weight < 0 for weight in weights) or not any(weights):
+            raise ValueError(
+                f"`level_loss_weights` entries must be finite and >= 0, and not all 0 (nothing would be trained), "
+                f"got {weights!r}."
+            )
         for field, allowed in (
             ("head_init", HEAD_INITS),
             ("label_head_vocabulary", LABEL_HEAD_VOCABULARIES),
@@ -204,10 +235,40 @@ class HdLMConfig(PreTrainedConfig):
             raise ValueError(
                 f"`query_truncation_side` must be one of {TRUNCATION_SIDES}, got {self.query_truncation_side!r}."
             )
-        if "{text}" not in self.prompt_template:
-            raise ValueError(
-                f"`prompt_template` must contain the `{{text}}` placeholder, got {self.prompt_template!r}."
-            )
+
+    def _validate_rendering(self) -> None:
+        for field in ("apply_final_norm", "use_chat_template", "show_candidates"):
+            if not isinstance(getattr(self, field), bool):
+                raise TypeError(f"`{field}` must be True or False, got {getattr(self, field)!r}.")
+        for field in ("instruction", "level_separator"):
+            value = getattr(self, field)
+            if not isinstance(value, str):
+                raise TypeError(f"`{field}` must be a string, got {type(value).__name__} {value!r}.")
+        if not self.level_separator:
+            raise ValueError("`level_separator` must not be empty: it ends every level but the last.")
+        for field, placeholders, required in (
+            ("prompt_template", ("instruction", "text"), "text"),
+            ("level_header_template", ("name",), None),
+            ("candidates_header_template", ("name", "candidates"), None),
+        ):
+            template = getattr(self, field)
+            if not isinstance(template, str):
+                raise TypeError(f"`{field}` must be a string, got {template!r}.")
+            try:
+                names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+            except ValueError as error:
+                raise ValueError(
+                    f"`{field}` is not a valid format string ({error}): {template!r}; write a literal brace as `{{{{` "
+                    "or `}}}}`."
+                ) from None
+            unknown = [name for name in names if name not in placeholders]
+            if unknown or (required is not None and required not in names):
+                raise ValueError(
+                    f"`{field}` may use only the placeholders {', '.join('{' + n + '}' for n in placeholders)}"
+                    + (f" and must contain `{{{required}}}`" if required else "")
+                    + f", got {template!r}"
+                    + (f" (unknown: {', '.join('{' + n + '}' for n in unknown)})." if unknown else ".")
+                )
 
     def _validate_taxonomy(self) -> None:
         depth = self.num_label_levels
@@ -238,8 +299,7 @@ class HdLMConfig(PreTrainedConfig):
         vocab_size = self.text_config.vocab_size
         for path, ids in zip(self.taxonomy, token_ids):
             valid = all(
-                level_ids
-                and all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < vocab_size for t in level_ids)
+                level_ids and all(_is_integer(t) and 0 <= operator.index(t) < vocab_size for t in level_ids)
                 for level_ids in ids
             )
             if len(ids) != len(path) or not valid:
@@ -247,6 +307,39 @@ class HdLMConfig(PreTrainedConfig):
                     f"`taxonomy_token_ids` entry for {path!r} must hold, per label, a non-empty list of token ids in "
                     f"0..{vocab_size - 1}, got {ids!r}."
                 )
+
+
+def _as_list(name: str, value: Any, example: str = "[2, 4]") -> list:
+    """`value` as a list: a list or tuple, or an array or tensor (`tolist()`); anything else (a string, a number) is a
+    `TypeError` naming `name`."""
+    if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a list, e.g. {example}, got {type(value).__name__} {value!r}.")
+    return list(value)
+
+
+def _is_integer(value: Any) -> bool:
+    """An integer, Python, NumPy or a one-element integer tensor, but not a bool."""
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return not isinstance(value, bool) and type(value).__name__ != "bool_"
+
+
+def _integer(field: str, value: Any) -> int:
+    if not _is_integer(value):
+        raise TypeError(f"`{field}` entries must be integers, got {type(value).__name__} {value!r}.")
+    return operator.index(value)
+
+
+def _weight(value: Any) -> float:
+    if hasattr(value, "item") and not isinstance(value, numbers.Real):  # a one-element tensor
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`level_loss_weights` entries must be numbers, got {type(value).__name__} {value!r}.")
+    return float(value)
 
 
 HdLMConfig.register_for_auto_class()

@@ -8,6 +8,9 @@ Implements "Making Language Model a Hierarchical Classifier" (arXiv 2507.12930) 
 
 import contextlib
 import copy
+import dataclasses
+import difflib
+import inspect
 import os
 import string
 from collections.abc import Iterator, Sequence
@@ -456,6 +459,14 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             tokenizer: the base model's tokenizer. With a taxonomy it renders the labels' token ids
                 (`config.taxonomy_token_ids`), from which label-vocabulary heads and the constrained loss are built.
         """
+        fields = {field.name for field in dataclasses.fields(HdLMConfig)} - {"text_config"}
+        if unknown := sorted(set(config_kwargs) - fields):
+            known = sorted(fields | set(inspect.signature(cls.from_base).parameters) - {"config_kwargs"})
+            hints = [f"{name!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, known, 1))
+                     else repr(name) for name in unknown]  # fmt: skip
+            raise TypeError(
+                f"`from_base` got unknown keyword arguments {', '.join(hints)}: it takes the fields of `HdLMConfig`."
+            )
         if isinstance(base, str):
             base = AutoModelForCausalLM.from_pretrained(base, **(base_kwargs or {}))
         config = HdLMConfig(

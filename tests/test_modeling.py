@@ -75,6 +75,62 @@ def test_invalid_config_values_name_the_field(overrides, field):
         HdLMConfig(**settings)
 
 
+@pytest.mark.parametrize(
+    "overrides, error, message",
+    [
+        ({"taxonomy": ["ab", "cd"]}, TypeError, r"`taxonomy\[0\]` must be a list, .* got str 'ab'"),
+        ({"taxonomy": "ab"}, TypeError, r"`taxonomy` must be a list"),
+        ({"taxonomy": []}, ValueError, r"`taxonomy` is empty, which would turn the label constraints off"),
+        ({"level_loss_weights": [0, 0]}, ValueError, r"`level_loss_weights` .* not all 0"),
+        ({"level_loss_weights": [float("nan"), 1]}, ValueError, r"`level_loss_weights` entries must be finite"),
+        ({"level_loss_weights": [float("inf"), 1]}, ValueError, r"`level_loss_weights` entries must be finite"),
+        ({"level_loss_weights": ["2", 1]}, TypeError, r"`level_loss_weights` entries must be numbers, got str"),
+        ({"level_loss_weights": [True, 1]}, TypeError, r"`level_loss_weights` entries must be numbers, got bool"),
+        ({"level_header_template": "{nam}:"}, ValueError, r"`level_header_template` may use only .*unknown: \{nam\}"),
+        ({"prompt_template": "{text} {query}"}, ValueError, r"`prompt_template` .*unknown: \{query\}"),
+        ({"candidates_header_template": "{name} ({0})"}, ValueError, r"`candidates_header_template`"),
+        ({"level_header_template": "{name"}, ValueError, r"`level_header_template` is not a valid format string"),
+        ({"level_layers": [2.0, 4]}, TypeError, r"`level_layers` entries must be integers, got float 2.0"),
+        ({"level_layers": [True, 4]}, TypeError, r"`level_layers` entries must be integers, got bool"),
+        ({"level_layers": 4}, TypeError, r"`level_layers` must be a list"),
+        ({"level_names": "ab"}, TypeError, r"`level_names` must be a list"),
+        ({"max_query_tokens": 2.5}, TypeError, r"`max_query_tokens` entries must be integers"),
+        ({"apply_final_norm": "no"}, TypeError, r"`apply_final_norm` must be True or False"),
+        ({"level_separator": ""}, ValueError, r"`level_separator` must not be empty"),
+        ({"instruction": 3}, TypeError, r"`instruction` must be a string"),
+        ({"taxonomy": [["A", "x"]], "taxonomy_token_ids": [[[1], 2]]}, TypeError, r"`taxonomy_token_ids\[0\]`"),
+    ],
+)
+def test_config_values_that_were_silently_wrong_are_errors(overrides, error, message):
+    settings = {"text_config": TEXT_CONFIG, "level_layers": [2, 4], "level_names": ["a", "b"], **overrides}
+    with pytest.raises(error, match=message):
+        HdLMConfig(**settings)
+
+
+def test_config_takes_numpy_and_torch_integers():
+    import numpy as np
+
+    config = HdLMConfig(
+        text_config=TEXT_CONFIG,
+        level_layers=[np.int64(2), torch.tensor(4)],
+        level_loss_weights=np.array([2.0, 1.0]),
+        max_query_tokens=np.int32(8),
+        taxonomy=[("A", "x")],
+        taxonomy_token_ids=[[np.array([5, 6]), [torch.tensor(7)]]],
+    )
+    assert config.level_layers == [2, 4] and all(type(layer) is int for layer in config.level_layers)
+    assert config.level_loss_weights == [2.0, 1.0] and config.max_query_tokens == 8
+    assert config.taxonomy == [["A", "x"]] and config.taxonomy_token_ids == [[[5, 6], [7]]]
+    assert json.loads(config.to_json_string())["level_layers"] == [2, 4]  # plain JSON
+
+
+def test_from_base_refuses_unknown_keyword_arguments(tokenizer):
+    with pytest.raises(TypeError, match=r"unknown keyword arguments 'level_layer' \(did you mean 'level_layers'\?\)"):
+        HdLMForCausalLM.from_base(tiny_base("llama", tokenizer), level_layers=[2, 4], level_layer=[3, 4])
+    with pytest.raises(TypeError, match=r"'max_query_token' \(did you mean 'max_query_tokens'\?\), 'zzz'"):
+        HdLMForCausalLM.from_base(tiny_base("llama", tokenizer), level_layers=[2, 4], max_query_token=8, zzz=1)
+
+
 def test_config_defaults_and_roundtrip():
     config = HdLMConfig(text_config=TEXT_CONFIG, level_layers=[2, 4], taxonomy=TAXONOMY_2)
     assert config.level_names == ["level_1", "level_2"]
