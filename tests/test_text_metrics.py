@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from hdlm.evaluation.runner import score_paths
 from hdlm.evaluation.text_metrics import compute_text_metrics, distinct_n
 
 PREDICTIONS = ["the cat sat on the mat", "a dog runs"]
@@ -67,3 +68,37 @@ def test_identical_texts_score_one():
 def test_invalid_inputs(predictions, references, truncated, message):
     with pytest.raises(ValueError, match=message):
         compute_text_metrics(predictions, references, truncated=truncated)
+
+
+# -- the options of `score_paths` (the metric module's `level_kinds` and `truncated`) -----------------------------
+
+
+@pytest.mark.parametrize(
+    "predictions, references, kinds, truncated, message",
+    [
+        # `level_kinds` shorter than the paths: level 2 would not be scored, in silence.
+        ([["A", "a1"]], [["A", "a1"]], ["label"], None, r"`predictions\[0\]` must hold one entry per level \(1"),
+        ([["A"]], [["A", "a1"]], ["label", "label"], None, r"`predictions\[0\]` must hold one entry per level \(2"),
+        ([["A", "a1"]], [["A"]], ["label", "label"], None, r"`references\[0\]` must hold one entry per level \(2"),
+        (
+            [["A", "hi"]],
+            [["A", "hi"]],
+            ["label", "text"],
+            [[False, False], [True, True]],
+            r"`truncated` must hold one",
+        ),
+        ([["A", "hi"]], [["A", "hi"]], ["label", "text"], [[False]], r"`truncated\[0\]` must hold one boolean per"),
+        ([["A", "hi"]], [["A", "hi"]], ["label", "text"], [[False, "yes"]], r"`truncated\[0\]` must hold one"),
+        ([["A", "hi"]], [["A", "hi"]], ["label", "text"], "no", r"`truncated` must hold one list of booleans"),
+        ([["A", 3]], [["A", "hi"]], ["label", "text"], None, r"`predictions\[0\]\[1\]` is int 3"),
+    ],
+)
+def test_score_paths_options_are_checked(predictions, references, kinds, truncated, message):
+    with pytest.raises(ValueError, match=message):
+        score_paths(predictions, references, kinds, truncated=truncated)
+
+
+def test_score_paths_truncated_per_level():
+    metrics = score_paths([["A", "hi"], ["B", "x"]], [["A", "hi"], ["A", "y"]], ["label", "text"],
+                          truncated=[[False, False], [False, True]])  # fmt: skip
+    assert metrics["level_2_truncated_rate"] == 0.5 and metrics["level_1_accuracy"] == 0.5

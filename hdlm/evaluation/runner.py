@@ -7,8 +7,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..data import check_level_kinds
-from .hierarchical_metrics import compute_hierarchical_metrics
+from .hierarchical_metrics import check_label_paths, compute_hierarchical_metrics
 from .text_metrics import compute_text_metrics
 
 if TYPE_CHECKING:
@@ -27,23 +29,40 @@ def score_paths(
     `level_{d}_rouge_l`, `level_{d}_distinct_2`, `level_{d}_empty_rate` and, with `truncated`,
     `level_{d}_truncated_rate`).
 
-    With a text level, every prediction and reference must hold one entry per level. References whose path the
-    taxonomy does not hold (labels unseen in training) are added to it: they are scored as errors the model could not
-    avoid, not rejected.
+    Every prediction and reference must hold one entry per level, as the data loader requires of every row (and
+    `truncated`, when given, one boolean per level). References whose path the taxonomy does not hold (labels unseen
+    in training) are added to it: they are scored as errors the model could not avoid, not rejected.
     """
     level_kinds = check_level_kinds(level_kinds)
     if "text" in level_kinds and "label" in level_kinds[level_kinds.index("text") :]:
         raise ValueError(f"`level_kinds` must list label levels before text levels, got {level_kinds!r}.")
     num_labels = level_kinds.count("label")
     metrics: dict[str, float] = {}
-    if num_labels < len(level_kinds):
-        for name, paths in (("predictions", predictions), ("references", references)):
-            for index, path in enumerate(paths):
-                if isinstance(path, str) or not isinstance(path, Sequence) or len(path) != len(level_kinds):
-                    raise ValueError(
-                        f"`{name}[{index}]` must hold one entry per level ({len(level_kinds)}, as `level_kinds` "
-                        f"{level_kinds}), got {path!r}."
-                    )
+    for name, paths in (("predictions", predictions), ("references", references)):
+        for index, path in enumerate(check_label_paths(paths, name, allow_empty=True)):
+            if len(path) != len(level_kinds):
+                raise ValueError(
+                    f"`{name}[{index}]` must hold one entry per level ({len(level_kinds)}, as `level_kinds` "
+                    f"{level_kinds}), got {list(path)!r}. Fix: give every path all its levels, or pass the "
+                    "`level_kinds` of the paths."
+                )
+    if truncated is not None:
+        if isinstance(truncated, str) or not isinstance(truncated, Sequence) or len(truncated) != len(predictions):
+            raise ValueError(
+                f"`truncated` must hold one list of booleans per prediction ({len(predictions)}), got "
+                f"{type(truncated).__name__} of length {len(truncated) if isinstance(truncated, Sequence) else '-'}."
+            )
+        for index, flags in enumerate(truncated):
+            if (
+                isinstance(flags, str)
+                or not isinstance(flags, Sequence)
+                or len(flags) != len(level_kinds)
+                or not all(isinstance(flag, (bool, np.bool_)) for flag in flags)
+            ):
+                raise ValueError(
+                    f"`truncated[{index}]` must hold one boolean per level ({len(level_kinds)}, as `level_kinds`), "
+                    f"got {flags!r}."
+                )
     if num_labels:
         label_references = [tuple(path[:num_labels]) for path in references]
         full_taxonomy = None
