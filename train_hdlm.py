@@ -49,6 +49,7 @@ from hdlm.training import DataCollatorForHierarchicalLM, HdLMSFTConfig, HdLMSFTT
 from hdlm.training.preprocessing import fit_query_budget
 from hdlm.training.setup import (
     check_distributed_support,
+    check_level_arguments,
     freeze_parameters,
     hdlm_peft_config,
     load_hdlm_model,
@@ -209,6 +210,13 @@ def main(
     if script_args.test_file:
         test_dataset = load_hierarchical_dataset(script_args.test_file, num_levels=num_levels, **load)
         test_dataset = sample_rows(test_dataset, script_args.max_test_samples, seed=training_args.seed)
+    check_level_arguments(
+        num_levels,
+        script_args.train_file or f"dataset {script_args.dataset_name!r}",
+        level_names=script_args.level_names,
+        level_layers=hdlm_args.level_layers if hdlm_args.mode == "hdlm" else None,
+        level_loss_weights=hdlm_args.level_loss_weights,
+    )
     level_names = script_args.level_names or [f"level_{level}" for level in range(1, num_levels + 1)]
     level_kinds = script_args.level_kinds or ["label"] * num_levels
     taxonomy = collect_taxonomy(train_dataset, level_kinds=level_kinds) or None

@@ -204,6 +204,34 @@ def test_default_level_layers_rule():
     assert default_level_layers(32, 3) == [21, 27, 32]
     assert default_level_layers(18, 3) == [12, 15, 18]
     assert default_level_layers(18, 1) == [18]
+    # Small bases: rounding alone would give [3, 3, 4], which the config rejects as not increasing.
+    assert default_level_layers(4, 3) == [2, 3, 4]
+    assert default_level_layers(3, 3) == [1, 2, 3]
+    for num_layers in range(1, 41):
+        for num_levels in range(1, num_layers + 1):
+            layers = default_level_layers(num_layers, num_levels)
+            assert len(layers) == num_levels and layers[-1] == num_layers
+            assert all(1 <= a < b for a, b in zip(layers, layers[1:])), (num_layers, num_levels, layers)
+    with pytest.raises(ValueError, match=r"3 levels need 3 distinct decoder layers, and the base model has 2"):
+        default_level_layers(2, 3)
+
+
+@pytest.mark.parametrize(
+    "flags, match",
+    [
+        (["--level_names", "topic", "subtopic"], r"`--level_names` gives 2 \(topic subtopic\)"),
+        (["--level_names", "a", "b", "c", "--level_layers", "2", "4"], r"`--level_layers` gives 2 \(2 4\)"),
+        (["--level_names", "a", "b", "c", "--level_loss_weights", "1", "1"], r"`--level_loss_weights` gives 2"),
+    ],
+)
+def test_level_arguments_that_disagree_with_the_data_are_named(flags, match, task, tmp_path):
+    """3-level rows with 2 level names: the error names `--level_names`, not a `level_kinds` never passed."""
+    rows = [{"text": row["text"], "labels": [*row["labels"], row["labels"][1] + " leaf"]} for row in task["rows"]]
+    output_dir = tmp_path / "out"
+    args = train_args(task, output_dir, "--train_file", write_jsonl(tmp_path / "three.jsonl", rows), *flags)
+    with pytest.raises(ValueError, match=rf"three\.jsonl has 3 levels per row, but {match}.*give one per level"):
+        main(*make_parser().parse_args_and_config(args=args))
+    assert not output_dir.exists()
 
 
 def test_resume_true_picks_the_last_complete_checkpoint(tmp_path, caplog):

@@ -26,10 +26,32 @@ def default_level_layers(num_layers: int, num_levels: int) -> list[int]:
     """
     Heads spread over the upper half of the network: level `d` of `D` reads layer `round(K * (1/2 + d / (2D)))`.
 
-    Two levels on 32 layers give `[24, 32]` (the paper uses 25); three give `[21, 27, 32]` (the paper: 20, 30).
+    Two levels on 32 layers give `[24, 32]` (the paper uses 25); three give `[21, 27, 32]` (the paper: 20, 30). On a
+    small base, where rounding would give two levels one layer (`[3, 3, 4]` for 3 levels on 4 layers), the layers are
+    moved apart, downwards from `K`: `[2, 3, 4]`.
     """
     layers = [round(num_layers * (0.5 + level / (2 * num_levels))) for level in range(1, num_levels)]
+    for index in range(1, len(layers)):
+        layers[index] = max(layers[index], layers[index - 1] + 1)
+    ceiling = num_layers
+    for index in reversed(range(len(layers))):
+        layers[index] = ceiling = min(layers[index], ceiling - 1)
+    if layers and layers[0] < 1:
+        raise ValueError(
+            f"{num_levels} levels need {num_levels} distinct decoder layers, and the base model has {num_layers}: "
+            "use a deeper base, or `--mode sft_at_k` (every level read by the last layer)."
+        )
     return [*layers, num_layers]
+
+
+def check_level_arguments(num_levels: int, data_source: str, **arguments: Sequence | None) -> None:
+    """Each per-level command-line argument given (`level_names=...`) must have one entry per level of the data."""
+    for name, values in arguments.items():
+        if values is not None and len(values) != num_levels:
+            raise ValueError(
+                f"{data_source} has {num_levels} levels per row, but `--{name}` gives {len(values)} "
+                f"({' '.join(map(str, values))}): give one per level, or drop it for the default."
+            )
 
 
 def load_hdlm_model(
