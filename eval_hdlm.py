@@ -26,6 +26,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 from trl import TrlParser
 
+from hdlm.checkpoints import check_hdlm_checkpoint
 from hdlm.data import collect_taxonomy, load_hierarchical_dataset, sample_rows
 from hdlm.evaluation.baselines import LeafSVMBaseline, PerLevelSVMBaseline
 from hdlm.evaluation.report import format_table, plot_per_level_scores, summary_keys, write_evaluation, write_json
@@ -152,6 +153,8 @@ def main(args: EvalArguments) -> None:
 
 def _level_kinds(args: EvalArguments) -> list[str] | None:
     """The level kinds shared by every checkpoint (and `--level_kinds` when given); None means all labels."""
+    for path in args.model_name_or_path:
+        check_hdlm_checkpoint(path)
     kinds_by_model = {
         path: AutoConfig.from_pretrained(path, trust_remote_code=args.trust_remote_code).level_kinds
         for path in args.model_name_or_path

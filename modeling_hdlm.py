@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import difflib
 import inspect
+import json
 import os
 import string
 from collections.abc import Iterator, Sequence
@@ -356,7 +357,15 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, which also fixes where the tokenizer is, for `generate_hierarchical`."""
+        """
+        `PreTrainedModel.from_pretrained`, which also fixes where the tokenizer is, for `generate_hierarchical`, and
+        names a local weights file cut short (an interrupted save or copy) before reading it.
+        """
+        folder = os.path.join(str(pretrained_model_name_or_path), kwargs.get("subfolder") or "")
+        if os.path.isdir(folder):
+            for name in sorted(os.listdir(folder)):
+                if name.endswith(".safetensors"):
+                    _check_safetensors_file(os.path.join(folder, name))
         loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         model._tokenizer_source = _tokenizer_source(pretrained_model_name_or_path, kwargs)
@@ -833,6 +842,34 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
 
 
 HdLMForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+
+
+def _check_safetensors_file(path: str) -> None:
+    """Raise `OSError` naming `path` when the file is shorter than its header says (safetensors: an 8-byte header
+    length, the JSON header, then the tensors' bytes, the last ending at the file's end)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as file:
+        header_length = int.from_bytes(file.read(8), "little")
+        problem = None
+        if size < 8 or 8 + header_length > size:
+            problem = f"it holds {size} bytes, less than its header"
+        else:
+            try:
+                header = json.loads(file.read(header_length))
+                end = max(
+                    (int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"),
+                    default=0,
+                )
+            except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+                problem = "its header does not parse"
+            else:
+                if 8 + header_length + end != size:
+                    problem = f"its header describes {8 + header_length + end} bytes, the file holds {size}"
+    if problem is not None:
+        raise OSError(
+            f"{path} is not a complete safetensors file ({problem}): it was cut short, by an interrupted save, copy "
+            "or download. Save or download the checkpoint again."
+        )
 
 
 def _tokenizer_source(name_or_path: str | os.PathLike, load_kwargs: dict) -> dict:

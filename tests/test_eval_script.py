@@ -1,6 +1,8 @@
 """`eval_hdlm.py` end to end on saved tiny models, with the TF-IDF baselines side by side."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 from conftest import TAXONOMY_2, HdLMForCausalLM, tiny_base, tiny_hdlm
@@ -157,3 +159,54 @@ def test_eval_rejects_bad_arguments(checkpoints, label_text_checkpoint, tmp_path
         main(EvalArguments(baselines=["bert"], output_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="--train_file"):
         main(EvalArguments(baselines=["tfidf_leaf"], output_dir=str(tmp_path)))
+
+
+def broken_copy(checkpoint: str, tmp_path, name: str) -> str:
+    target = tmp_path / name
+    shutil.copytree(checkpoint, target)
+    return str(target)
+
+
+def test_eval_explains_broken_checkpoints(checkpoints, tmp_path):
+    """A broken checkpoint is named with its file and the fix, not explained by a Hub URL, "Transformers is out of
+    date" or a bare safetensors error."""
+    test_file = write_jsonl(tmp_path / "test.jsonl", synthetic_rows(4, seed=1))
+    hdlm = checkpoints[1][0]
+
+    def evaluate(path: str) -> None:
+        main(EvalArguments(model_name_or_path=[path], test_file=test_file, output_dir=str(tmp_path / "out")))
+
+    no_code = broken_copy(hdlm, tmp_path, "no_code")
+    (Path(no_code) / "modeling_hdlm.py").unlink()
+    with pytest.raises(ValueError, match=r"no_code/modeling_hdlm\.py is missing: .*Copy it from the hdlm repository"):
+        evaluate(no_code)
+
+    no_auto_map = broken_copy(hdlm, tmp_path, "no_auto_map")
+    config = json.loads((Path(no_auto_map) / "config.json").read_text())
+    del config["auto_map"]
+    (Path(no_auto_map) / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config\.json has no `auto_map` entry for AutoConfig, AutoModel"):
+        evaluate(no_auto_map)
+
+    truncated = broken_copy(hdlm, tmp_path, "truncated")
+    weights = Path(truncated) / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])
+    with pytest.raises(OSError, match=r"truncated/model\.safetensors is not a complete safetensors file \(its header"):
+        evaluate(truncated)
+    weights.write_bytes(b"\x05")
+    with pytest.raises(OSError, match=r"model\.safetensors is not a complete safetensors file \(it holds 1 bytes"):
+        HdLMForCausalLM.from_pretrained(truncated)
+
+    with pytest.raises(ValueError, match=r"no_model/config\.json is missing: .* is not a saved model"):
+        evaluate(str((tmp_path / "no_model").mkdir() or tmp_path / "no_model"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_test_labels_outside_the_taxonomy_are_counted(checkpoints, tmp_path, caplog):
+    rows = synthetic_rows(4, seed=1) + [{"id": "new", "text": "x", "labels": ["Geography", "Rivers"]}]
+    test_file = write_jsonl(tmp_path / "test.jsonl", rows)
+    with caplog.at_level("WARNING", logger="hdlm.evaluation.runner"):
+        main(EvalArguments(model_name_or_path=[checkpoints[1][0]], test_file=test_file, output_dir=str(tmp_path)))
+    assert "1 of 5 references have a label path outside the model's taxonomy (e.g. ['Geography', 'Rivers'])" in (
+        caplog.text
+    )

@@ -3,6 +3,7 @@ levels by the text metrics."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -15,6 +16,8 @@ from .text_metrics import compute_text_metrics
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
 
 
 def score_paths(
@@ -67,7 +70,14 @@ def score_paths(
         label_references = [tuple(path[:num_labels]) for path in references]
         full_taxonomy = None
         if taxonomy:
-            full_taxonomy = sorted({tuple(path) for path in taxonomy} | set(label_references))
+            known = {tuple(path) for path in taxonomy}
+            if unknown := [path for path in label_references if path not in known]:
+                logger.warning(
+                    f"{len(unknown)} of {len(label_references)} references have a label path outside the model's "
+                    f"taxonomy (e.g. {list(unknown[0])}): they are scored as errors the model cannot avoid. Check "
+                    "that the test file matches the training data."
+                )
+            full_taxonomy = sorted(known | set(label_references))
         metrics.update(
             compute_hierarchical_metrics(
                 [list(path[:num_labels]) for path in predictions],

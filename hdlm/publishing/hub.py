@@ -18,10 +18,10 @@ import yaml
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled
 
+from ..checkpoints import AUTO_CLASSES, REMOTE_CODE_FILES
+
 logger = logging.getLogger(__name__)
 
-REMOTE_CODE_FILES = ("configuration_hdlm.py", "modeling_hdlm.py")
-AUTO_CLASSES = ("AutoConfig", "AutoModel", "AutoModelForCausalLM")
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",

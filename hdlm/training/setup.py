@@ -16,6 +16,8 @@ from trl import ModelConfig, get_peft_config
 
 from modeling_hdlm import HdLMForCausalLM
 
+from ..checkpoints import check_hdlm_checkpoint
+
 logger = logging.get_logger(__name__)
 
 MODES = ("hdlm", "sft_at_k")
@@ -78,6 +80,7 @@ def load_hdlm_model(
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
     load_kwargs = load_kwargs or {}
+    check_hdlm_checkpoint(model_name_or_path)
     config = AutoConfig.from_pretrained(model_name_or_path, **load_kwargs)
     if config.model_type == "hdlm":
         model = HdLMForCausalLM.from_pretrained(model_name_or_path, **load_kwargs)
