@@ -527,8 +527,8 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
 
     def head_columns(self, level: int, token_ids: torch.Tensor) -> torch.Tensor:
         """Where `token_ids` sit among the logits of `head_logits(level, ...)`: themselves, but for label heads."""
-        head = self.level_head(level)
-        return head.columns(token_ids) if isinstance(head, HdLMLabelHead) else token_ids
+        head = self.level_head(level)  # with PEFT, a wrapper that forwards `columns` to the label head it holds
+        return head.columns(token_ids) if hasattr(head, "columns") else token_ids
 
     def head_logits(
         self, level: int, hidden_states: torch.Tensor, token_ids: torch.Tensor | None = None

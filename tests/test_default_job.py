@@ -61,6 +61,9 @@ def test_no_argument_job_trains_evaluates_and_publishes(launcher: list[str], con
     for name in ("config.json", "model.safetensors", "configuration_hdlm.py", "modeling_hdlm.py", "tokenizer.json"):
         assert (output_dir / name).is_file(), name
     assert not list(output_dir.glob("*.bin")) and not list(output_dir.glob("*.pt")), "no pickle weights"
+    # Label-vocabulary heads and bf16 weights: the checkpoint weighs no more than the base (issue target: <= 1.2x).
+    base_size = (converted.path / "model.safetensors").stat().st_size
+    assert (output_dir / "model.safetensors").stat().st_size <= 1.2 * base_size
     assert "generate_hierarchical" in (output_dir / "README.md").read_text()
     metrics = json.loads((output_dir / "eval" / "metrics.json").read_text())
     assert metrics["inconsistency_rate"] == 0.0

@@ -7,6 +7,7 @@ import yaml
 from transformers.utils import is_torch_bf16_gpu_available
 
 import train_hdlm
+from hdlm.hardware import bf16_supported
 from hdlm.training import HdLMSFTConfig
 from hdlm.training.setup import default_level_layers
 
@@ -21,14 +22,28 @@ EXPECTED = {
         level_names=["category", "subcategory", "type"],
         level_layers=None,  # the default rule: [12, 15, 18] on Gemma 3 270M
         level_loss_weights=[3.0, 2.0, 1.0],
-        train_level_heads=False,
+        label_head_vocabulary="labels",
+        label_loss="constrained",
+        train_level_heads=True,
         freeze_below_layer=7,
         use_cpu=True,
-        bf16=False,
+        bf16=bf16_supported("cpu"),  # unset in the file: bf16 autocast where the CPU has bf16 units
         use_peft=False,
-        max_steps=80,
+        max_steps=270,
         learning_rate=1e-4,
         output_dir="outputs/gemma-3-270m-dbpedia-hdlm",
+    ),
+    "dbpedia_cpu_30min.yaml": dict(
+        model_name_or_path="builtin:gemma-3-270m",
+        train_file="data/dbpedia/train.jsonl",
+        level_names=["category", "subcategory", "type"],
+        label_head_vocabulary="labels",
+        label_loss="constrained",
+        train_level_heads=True,
+        bf16=bf16_supported("cpu"),
+        max_steps=650,
+        learning_rate=1e-4,
+        output_dir="outputs/gemma-3-270m-dbpedia-30min",
     ),
     "wos_llama3_8b.yaml": dict(
         model_name_or_path="meta-llama/Meta-Llama-3-8B-Instruct",
@@ -41,6 +56,8 @@ EXPECTED = {
         use_peft=False,
         apply_final_norm=True,
         show_candidates=False,
+        label_head_vocabulary="full",  # the authors' heads and loss
+        label_loss="full",
     ),
     "dbpedia_llama3_8b.yaml": dict(
         model_name_or_path="meta-llama/Meta-Llama-3-8B-Instruct",
@@ -50,6 +67,8 @@ EXPECTED = {
         learning_rate=5e-7,
         bf16=True,
         use_peft=False,
+        label_head_vocabulary="full",
+        label_loss="full",
     ),
     "esconv_gemma_270m.yaml": dict(
         model_name_or_path="builtin:gemma-3-270m",
@@ -61,6 +80,8 @@ EXPECTED = {
         query_truncation_side="left",
         max_length=256,
         use_cpu=True,
+        train_level_heads=False,  # the strategy level reads the final head: what was measured
+        label_loss="full",
         output_dir="outputs/gemma-3-270m-esconv-hdlm",
     ),
     "esconv_label_text.yaml": dict(
@@ -71,6 +92,8 @@ EXPECTED = {
         level_loss_weights=[1.0, 3.0],
         learning_rate=1e-6,
         bf16=True,
+        label_head_vocabulary="full",
+        label_loss="full",
     ),
 }
 

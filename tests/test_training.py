@@ -301,7 +301,7 @@ def test_bad_data_stops_before_anything_is_written(bad_row, match, task, tmp_pat
 )  # fmt: skip
 def test_training_reaches_full_path_accuracy(mode_args, task, tmp_path):
     output_dir = tmp_path / "out"
-    result = run_script(train_args(task, output_dir, "--num_train_epochs", "10", *mode_args))
+    result = run_script(train_args(task, output_dir, "--num_train_epochs", "15", *mode_args))
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((output_dir / "config.json").read_text())
     assert config["level_layers"] == ([4, 4] if "sft_at_k" in mode_args else [2, 4])
