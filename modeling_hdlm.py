@@ -752,14 +752,17 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         """
         if strategy not in STRATEGIES:
             raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {strategy!r}.")
-        if top_k < 1 or (top_k > 1 and strategy != "rank"):
+        for name, value in (("top_k", top_k), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"`{name}` must be an int, got {value!r} ({type(value).__name__}).")
+            if value < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {value}.")
+        if top_k > 1 and strategy != "rank":
             raise ValueError(f"`top_k={top_k}` needs `strategy='rank'` (greedy decoding yields one label per level).")
         if strategy == "rank" and not (constrained and self.config.taxonomy):
             raise ValueError(
                 "`strategy='rank'` ranks the taxonomy's labels: it needs `constrained=True` and a taxonomy."
             )
-        if max_new_tokens < 1 or batch_size < 1:
-            raise ValueError(f"`max_new_tokens` and `batch_size` must be >= 1, got {max_new_tokens}, {batch_size}.")
         label_heads = [
             self.config.level_names[level] for level in self.config.head_levels if self.config.has_label_head(level)
         ]
@@ -777,7 +780,13 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
                     "(`config.taxonomy_token_ids`): pass the model's own tokenizer."
                 )
         prompts = _prompt_ids(inputs, renderer)
+        vocab_size = self.get_input_embeddings().num_embeddings
         for index, prompt in enumerate(prompts):
+            if outside := [token for token in prompt if not 0 <= token < vocab_size]:
+                raise ValueError(
+                    f"`inputs[{index}]` holds token ids outside the vocabulary (0..{vocab_size - 1}): {outside[:5]}. "
+                    "Pass token ids made by the model's tokenizer, or the text itself."
+                )
             if self.max_positions is not None and len(prompt) >= self.max_positions:
                 raise ValueError(
                     f"`inputs[{index}]` takes {len(prompt)} tokens, and the model encodes at most "
@@ -910,15 +919,29 @@ def _prompt_ids(
         inputs = inputs.tolist()
     if isinstance(inputs, str):
         return [renderer.prompt_ids(inputs)]
+    if not isinstance(inputs, Sequence):
+        raise TypeError(
+            f"`inputs` must be a string, a list of strings, a list of token ids or a list of such lists, got "
+            f"{type(inputs).__name__}."
+        )
     if not inputs:
-        raise ValueError("`inputs` is empty.")
-    if all(isinstance(item, int) for item in inputs):
+        raise ValueError("`inputs` is empty: pass at least one query.")
+    if all(_is_token_id(item) for item in inputs):
         return [list(inputs)]
     if all(isinstance(item, str) for item in inputs):
         return [renderer.prompt_ids(item) for item in inputs]
-    if all(isinstance(item, (list, tuple)) and all(isinstance(t, int) for t in item) for item in inputs):
+    if all(isinstance(item, (list, tuple)) and item and all(_is_token_id(t) for t in item) for item in inputs):
         return [list(item) for item in inputs]
-    raise ValueError("`inputs` must be a string, a list of strings, a list of token ids or a list of such lists.")
+    odd = next((index for index, item in enumerate(inputs) if not isinstance(item, (str, list, tuple, int))), None)
+    where = f"`inputs[{odd}]` is a {type(inputs[odd]).__name__}" if odd is not None else "kinds mixed, or a list empty"
+    raise TypeError(
+        "`inputs` must be a string, a list of strings, a list of token ids or a list of non-empty lists of token ids "
+        f"({where})."
+    )
+
+
+def _is_token_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _select_rows(cache: Cache, rows: torch.Tensor) -> Cache:

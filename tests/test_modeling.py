@@ -652,16 +652,32 @@ def test_labels_with_the_same_tokens_are_refused():
         TaxonomyTrie([["Sports", "Tennis"], ["Sports", "tennis"]], [[[5, 1], [7, 8, 1]], [[5, 1], [7, 8, 1]]])
 
 
-def test_bad_generation_arguments_are_rejected(tokenizer):
+@pytest.mark.parametrize(
+    "inputs, options, error, message",
+    [
+        ("x", {"strategy": "beam"}, ValueError, r"`strategy` must be one of \('greedy', 'rank'\), got 'beam'"),
+        ("x", {"top_k": 3}, ValueError, r"`top_k=3` needs `strategy='rank'`"),
+        ("x", {"top_k": 0, "strategy": "rank"}, ValueError, r"`top_k` must be >= 1, got 0"),
+        ("x", {"top_k": 2.0, "strategy": "rank"}, TypeError, r"`top_k` must be an int, got 2.0 \(float\)"),
+        ("x", {"batch_size": 1.5}, TypeError, r"`batch_size` must be an int, got 1.5 \(float\)"),
+        ("x", {"batch_size": 0}, ValueError, r"`batch_size` must be >= 1, got 0"),
+        ("x", {"max_new_tokens": True}, TypeError, r"`max_new_tokens` must be an int, got True \(bool\)"),
+        (None, {}, TypeError, r"`inputs` must be a string, .* got NoneType"),
+        (123, {}, TypeError, r"`inputs` must be a string, .* got int"),
+        ([], {}, ValueError, r"`inputs` is empty: pass at least one query"),
+        ([1.5], {}, TypeError, r"`inputs\[0\]` is a float"),
+        (["x", None], {}, TypeError, r"`inputs\[1\]` is a NoneType"),
+        (["x", [5]], {}, TypeError, r"kinds mixed, or a list empty"),
+        ([[5], []], {}, TypeError, r"kinds mixed, or a list empty"),
+        ([[5, 10**6]], {}, ValueError, r"`inputs\[0\]` holds token ids outside the vocabulary \(0\.\.\d+\): \[1000000\]"),
+        ([5, -1], {}, ValueError, r"`inputs\[0\]` holds token ids outside the vocabulary .*: \[-1\]"),
+    ],
+)  # fmt: skip
+def test_bad_generation_arguments_are_rejected(inputs, options, error, message, tokenizer):
+    """Each bad argument is named with what it must be, before any decoding (never an error from inside torch)."""
     model = tiny_hdlm("llama", tokenizer)
-    with pytest.raises(ValueError, match="strategy"):
-        model.generate_hierarchical("x", tokenizer, strategy="beam")
-    with pytest.raises(ValueError, match="top_k"):
-        model.generate_hierarchical("x", tokenizer, top_k=3)
-    with pytest.raises(ValueError, match="inputs"):
-        model.generate_hierarchical([], tokenizer)
-    with pytest.raises(ValueError, match="inputs"):
-        model.generate_hierarchical([1.5], tokenizer)
+    with pytest.raises(error, match=message):
+        model.generate_hierarchical(inputs, tokenizer, **options)
 
 
 def test_token_id_inputs_equal_string_inputs(tokenizer):
