@@ -442,6 +442,47 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value: nn.Module) -> None:
         self.model.set_output_embeddings(value)
 
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding:
+        """
+        `PreTrainedModel.resize_token_embeddings`, keeping the level heads in step with the vocabulary: full heads
+        (copies of the final head) grow or shrink with it, their new rows copied from the final head's new rows;
+        label-vocabulary heads hold their labels' tokens only and stay as they are. Shrinking the vocabulary below a
+        token the taxonomy's labels use is refused.
+        """
+        if new_num_tokens is not None and self.config.taxonomy_token_ids is not None:
+            used = max(token for path in self.config.taxonomy_token_ids for ids in path for token in ids)
+            if new_num_tokens <= used:
+                raise ValueError(
+                    f"`new_num_tokens={new_num_tokens}` would drop token {used}, which the taxonomy's labels use "
+                    "(`config.taxonomy_token_ids`): keep at least "
+                    f"{used + 1} tokens, or adapt the base model again with `from_base`."
+                )
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        vocab_size = embeddings.weight.shape[0]
+        final_head = self.model.get_output_embeddings()
+        for key, head in self.level_heads.items():
+            if isinstance(head, HdLMLabelHead) or head.out_features == vocab_size:
+                continue
+            resized = nn.Linear(
+                head.in_features,
+                vocab_size,
+                bias=head.bias is not None,
+                device=head.weight.device,
+                dtype=head.weight.dtype,
+            )
+            kept = min(head.out_features, vocab_size)
+            with torch.no_grad():
+                resized.weight[:kept] = head.weight[:kept]
+                resized.weight[kept:] = final_head.weight[kept:vocab_size]
+                if head.bias is not None:
+                    resized.bias[:kept] = head.bias[:kept]
+                    resized.bias[kept:] = final_head.bias[kept:vocab_size] if final_head.bias is not None else 0.0
+            resized.requires_grad_(head.weight.requires_grad)
+            self.level_heads[key] = resized
+        return embeddings
+
     @classmethod
     def from_base(
         cls,

@@ -189,6 +189,42 @@ def test_shared_heads_read_the_final_head(tokenizer):
     assert decoded_tokens(decode["shared"]) == decoded_tokens(decode["copy"])
 
 
+@pytest.mark.parametrize("family, vocabulary", [("llama", "labels"), ("qwen2", "full"), ("gpt2_untied", "full")])
+def test_resize_token_embeddings_keeps_the_level_heads_in_step(family, vocabulary, tokenizer, tmp_path):
+    """Full heads grow with the vocabulary (new rows: the final head's new rows), label heads keep their labels'
+    rows, a tied base stays tied, decoding under constraints is unchanged, and the resized model saves and loads."""
+    model = tiny_hdlm(family, tokenizer, label_head_vocabulary=vocabulary, label_loss="full")
+    before = model.generate_hierarchical(PROMPTS, tokenizer)
+    old_heads = {key: head.weight.detach().clone() for key, head in model.level_heads.items()}
+    size = model.get_input_embeddings().num_embeddings
+    model.resize_token_embeddings(size + 8)
+    final_head = model.get_output_embeddings()
+    assert model.get_input_embeddings().num_embeddings == final_head.out_features == size + 8
+    assert model.config.text_config.vocab_size == size + 8
+    tied = FAMILIES[family]["tie_word_embeddings"]
+    assert (final_head.weight is model.get_input_embeddings().weight) == tied
+    for key, head in model.level_heads.items():
+        if vocabulary == "labels":
+            assert isinstance(head, HdLMLabelHead) and torch.equal(head.weight, old_heads[key])
+        else:
+            assert head.out_features == size + 8
+            assert torch.equal(head.weight[:size], old_heads[key])
+            assert torch.equal(head.weight[size:], final_head.weight[size:])
+    assert decoded_tokens(model.generate_hierarchical(PROMPTS, tokenizer)) == decoded_tokens(before)
+    # The new tokens can be trained on at every level (the full heads score them).
+    if vocabulary == "full":
+        ids = torch.tensor([[1, 5, size + 3, size + 5, 6, size + 7]])
+        loss = model(input_ids=ids, level_ids=torch.tensor([[0, 0, 1, 1, 2, 2]])).loss
+        assert torch.isfinite(loss)
+    model.save_pretrained(tmp_path)
+    shapes = {key: value.shape for key, value in model.state_dict().items()}
+    assert {
+        key: value.shape for key, value in HdLMForCausalLM.from_pretrained(tmp_path).state_dict().items()
+    } == shapes
+    with pytest.raises(ValueError, match=r"`new_num_tokens=\d+` would drop token \d+, which the taxonomy's labels"):
+        model.resize_token_embeddings(3)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_forward_without_level_ids_is_the_base_model(family, tokenizer):
     base = tiny_base(family, tokenizer)
