@@ -269,6 +269,13 @@ class HdLMConfig(PreTrainedConfig):
                     + f", got {template!r}"
                     + (f" (unknown: {', '.join('{' + n + '}' for n in unknown)})." if unknown else ".")
                 )
+            try:  # a conversion (`!x`) or a format spec (`:d`) that fails on text fails every rendering
+                template.format(**{name: "text" for name in placeholders})
+            except (ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
+                raise ValueError(
+                    f"`{field}` does not render text ({type(error).__name__}: {error}): {template!r}; write its "
+                    f"placeholders plainly, e.g. {'{' + placeholders[-1] + '}'!r}, or with a string format spec."
+                ) from None
 
     def _validate_taxonomy(self) -> None:
         depth = self.num_label_levels

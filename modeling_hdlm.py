@@ -12,6 +12,8 @@ import dataclasses
 import difflib
 import inspect
 import json
+import math
+import numbers
 import os
 import string
 from collections.abc import Iterator, Sequence
@@ -440,6 +442,47 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value: nn.Module) -> None:
         self.model.set_output_embeddings(value)
 
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding:
+        """
+        `PreTrainedModel.resize_token_embeddings`, keeping the level heads in step with the vocabulary: full heads
+        (copies of the final head) grow or shrink with it, their new rows copied from the final head's new rows;
+        label-vocabulary heads hold their labels' tokens only and stay as they are. Shrinking the vocabulary below a
+        token the taxonomy's labels use is refused.
+        """
+        if new_num_tokens is not None and self.config.taxonomy_token_ids is not None:
+            used = max(token for path in self.config.taxonomy_token_ids for ids in path for token in ids)
+            if new_num_tokens <= used:
+                raise ValueError(
+                    f"`new_num_tokens={new_num_tokens}` would drop token {used}, which the taxonomy's labels use "
+                    "(`config.taxonomy_token_ids`): keep at least "
+                    f"{used + 1} tokens, or adapt the base model again with `from_base`."
+                )
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        vocab_size = embeddings.weight.shape[0]
+        final_head = self.model.get_output_embeddings()
+        for key, head in self.level_heads.items():
+            if isinstance(head, HdLMLabelHead) or head.out_features == vocab_size:
+                continue
+            resized = nn.Linear(
+                head.in_features,
+                vocab_size,
+                bias=head.bias is not None,
+                device=head.weight.device,
+                dtype=head.weight.dtype,
+            )
+            kept = min(head.out_features, vocab_size)
+            with torch.no_grad():
+                resized.weight[:kept] = head.weight[:kept]
+                resized.weight[kept:] = final_head.weight[kept:vocab_size]
+                if head.bias is not None:
+                    resized.bias[:kept] = head.bias[:kept]
+                    resized.bias[kept:] = final_head.bias[kept:vocab_size] if final_head.bias is not None else 0.0
+            resized.requires_grad_(head.weight.requires_grad)
+            self.level_heads[key] = resized
+        return embeddings
+
     @classmethod
     def from_base(
         cls,
@@ -757,6 +800,22 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
                 raise TypeError(f"`{name}` must be an int, got {value!r} ({type(value).__name__}).")
             if value < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {value}.")
+        for name, value in (
+            ("constrained", constrained),
+            ("early_exit", early_exit),
+            ("do_sample", do_sample),
+            ("show_progress", show_progress),
+        ):
+            if not isinstance(value, bool):
+                raise TypeError(f"`{name}` must be True or False, got {value!r} ({type(value).__name__}).")
+        temperature = _sampling_number("temperature", temperature, 1.0, check=do_sample)
+        top_p = _sampling_number("top_p", top_p, 1.0, check=do_sample, at_most_one=True)
+        repetition_penalty = _sampling_number("repetition_penalty", repetition_penalty, 1.0, check=True)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"`generator` must be a `torch.Generator` (e.g. `torch.Generator().manual_seed(0)`) or None, got "
+                f"{type(generator).__name__}."
+            )
         if top_k > 1 and strategy != "rank":
             raise ValueError(f"`top_k={top_k}` needs `strategy='rank'` (greedy decoding yields one label per level).")
         if strategy == "rank" and not (constrained and self.config.taxonomy):
@@ -919,6 +978,11 @@ def _prompt_ids(
         inputs = inputs.tolist()
     if isinstance(inputs, str):
         return [renderer.prompt_ids(inputs)]
+    if isinstance(inputs, (bytes, bytearray, memoryview)):  # a Sequence of ints, which would pass for token ids
+        raise TypeError(
+            f"`inputs` is {type(inputs).__name__}, not text: decode it first (e.g. `inputs.decode('utf-8')`), or pass "
+            "token ids as a list of ints."
+        )
     if not isinstance(inputs, Sequence):
         raise TypeError(
             f"`inputs` must be a string, a list of strings, a list of token ids or a list of such lists, got "
@@ -938,6 +1002,19 @@ def _prompt_ids(
         "`inputs` must be a string, a list of strings, a list of token ids or a list of non-empty lists of token ids "
         f"({where})."
     )
+
+
+def _sampling_number(name: str, value: object, default: float, check: bool, at_most_one: bool = False) -> float:
+    """A decoding option as a float (None: `default`); with `check`, it must be finite and > 0 (and <= 1)."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a number, got {value!r} ({type(value).__name__}).")
+    value = float(value)
+    if check and not (math.isfinite(value) and value > 0 and (value <= 1 or not at_most_one)):
+        bounds = "in (0, 1]" if at_most_one else "finite and > 0"
+        raise ValueError(f"`{name}` must be {bounds}, got {value}.")
+    return value
 
 
 def _is_token_id(value: object) -> bool:
@@ -1157,7 +1234,14 @@ class _HierarchicalDecoder:
         if self.processors:
             logits = self.processors(self._context_ids(tokens), logits)
         if self.do_sample:
-            return torch.multinomial(logits.softmax(-1), 1, generator=self.generator).squeeze(-1)
+            probabilities = logits.softmax(-1)
+            if not torch.isfinite(probabilities).all():
+                raise ValueError(
+                    "Sampling met probabilities that are not finite: `temperature` is too small (or "
+                    "`repetition_penalty` too large) for these logits. Raise `temperature`, or set `do_sample=False` "
+                    "for greedy decoding."
+                )
+            return torch.multinomial(probabilities, 1, generator=self.generator).squeeze(-1)
         return logits.argmax(-1)
 
     def _context_ids(self, tokens: list[list[int]]) -> torch.Tensor:

@@ -90,6 +90,8 @@ def test_invalid_config_values_name_the_field(overrides, field):
         ({"prompt_template": "{text} {query}"}, ValueError, r"`prompt_template` .*unknown: \{query\}"),
         ({"candidates_header_template": "{name} ({0})"}, ValueError, r"`candidates_header_template`"),
         ({"level_header_template": "{name"}, ValueError, r"`level_header_template` is not a valid format string"),
+        ({"prompt_template": "{text:d}"}, ValueError, r"`prompt_template` does not render text \(ValueError: Unknown"),
+        ({"level_header_template": "{name!x}"}, ValueError, r"`level_header_template` does not render text"),
         ({"level_layers": [2.0, 4]}, TypeError, r"`level_layers` entries must be integers, got float 2.0"),
         ({"level_layers": [True, 4]}, TypeError, r"`level_layers` entries must be integers, got bool"),
         ({"level_layers": 4}, TypeError, r"`level_layers` must be a list"),
@@ -185,6 +187,42 @@ def test_shared_heads_read_the_final_head(tokenizer):
     assert sum(p.numel() for p in shared.parameters()) == sum(p.numel() for p in shared.model.parameters())
     decode = {name: m.generate_hierarchical(PROMPTS, tokenizer) for name, m in (("shared", shared), ("copy", copied))}
     assert decoded_tokens(decode["shared"]) == decoded_tokens(decode["copy"])
+
+
+@pytest.mark.parametrize("family, vocabulary", [("llama", "labels"), ("qwen2", "full"), ("gpt2_untied", "full")])
+def test_resize_token_embeddings_keeps_the_level_heads_in_step(family, vocabulary, tokenizer, tmp_path):
+    """Full heads grow with the vocabulary (new rows: the final head's new rows), label heads keep their labels'
+    rows, a tied base stays tied, decoding under constraints is unchanged, and the resized model saves and loads."""
+    model = tiny_hdlm(family, tokenizer, label_head_vocabulary=vocabulary, label_loss="full")
+    before = model.generate_hierarchical(PROMPTS, tokenizer)
+    old_heads = {key: head.weight.detach().clone() for key, head in model.level_heads.items()}
+    size = model.get_input_embeddings().num_embeddings
+    model.resize_token_embeddings(size + 8)
+    final_head = model.get_output_embeddings()
+    assert model.get_input_embeddings().num_embeddings == final_head.out_features == size + 8
+    assert model.config.text_config.vocab_size == size + 8
+    tied = FAMILIES[family]["tie_word_embeddings"]
+    assert (final_head.weight is model.get_input_embeddings().weight) == tied
+    for key, head in model.level_heads.items():
+        if vocabulary == "labels":
+            assert isinstance(head, HdLMLabelHead) and torch.equal(head.weight, old_heads[key])
+        else:
+            assert head.out_features == size + 8
+            assert torch.equal(head.weight[:size], old_heads[key])
+            assert torch.equal(head.weight[size:], final_head.weight[size:])
+    assert decoded_tokens(model.generate_hierarchical(PROMPTS, tokenizer)) == decoded_tokens(before)
+    # The new tokens can be trained on at every level (the full heads score them).
+    if vocabulary == "full":
+        ids = torch.tensor([[1, 5, size + 3, size + 5, 6, size + 7]])
+        loss = model(input_ids=ids, level_ids=torch.tensor([[0, 0, 1, 1, 2, 2]])).loss
+        assert torch.isfinite(loss)
+    model.save_pretrained(tmp_path)
+    shapes = {key: value.shape for key, value in model.state_dict().items()}
+    assert {
+        key: value.shape for key, value in HdLMForCausalLM.from_pretrained(tmp_path).state_dict().items()
+    } == shapes
+    with pytest.raises(ValueError, match=r"`new_num_tokens=\d+` would drop token \d+, which the taxonomy's labels"):
+        model.resize_token_embeddings(3)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -671,6 +709,16 @@ def test_labels_with_the_same_tokens_are_refused():
         ([[5], []], {}, TypeError, r"kinds mixed, or a list empty"),
         ([[5, 10**6]], {}, ValueError, r"`inputs\[0\]` holds token ids outside the vocabulary \(0\.\.\d+\): \[10+\]"),
         ([5, -1], {}, ValueError, r"`inputs\[0\]` holds token ids outside the vocabulary .*: \[-1\]"),
+        # Found by tests/test_properties.py: bytes passed for token ids, flags and sampling options unchecked.
+        (b"ab", {}, TypeError, r"`inputs` is bytes, not text: decode it first"),
+        ("x", {"constrained": "no"}, TypeError, r"`constrained` must be True or False, got 'no' \(str\)"),
+        ("x", {"early_exit": None}, TypeError, r"`early_exit` must be True or False"),
+        ("x", {"do_sample": 1}, TypeError, r"`do_sample` must be True or False, got 1 \(int\)"),
+        ("x", {"do_sample": True, "temperature": 0}, ValueError, r"`temperature` must be finite and > 0, got 0.0"),
+        ("x", {"do_sample": True, "temperature": "hot"}, TypeError, r"`temperature` must be a number, got 'hot'"),
+        ("x", {"do_sample": True, "top_p": float("nan")}, ValueError, r"`top_p` must be in \(0, 1\], got nan"),
+        ("x", {"repetition_penalty": -1.0}, ValueError, r"`repetition_penalty` must be finite and > 0"),
+        ("x", {"do_sample": True, "generator": 0}, TypeError, r"`generator` must be a `torch.Generator`"),
     ],
 )  # fmt: skip
 def test_bad_generation_arguments_are_rejected(inputs, options, error, message, tokenizer):
@@ -678,6 +726,21 @@ def test_bad_generation_arguments_are_rejected(inputs, options, error, message, 
     model = tiny_hdlm("llama", tokenizer)
     with pytest.raises(error, match=message):
         model.generate_hierarchical(inputs, tokenizer, **options)
+
+
+def test_sampling_options_take_ints_and_a_tiny_temperature_is_a_clear_error(tokenizer):
+    """`temperature=1` (an int) samples as 1.0 does; a temperature so small that the probabilities overflow is an
+    error naming it, not a crash inside `torch.multinomial`."""
+    model = tiny_hdlm("llama", tokenizer, [["Science"]], kinds=["label", "text"])
+    sample = dict(do_sample=True, max_new_tokens=4)
+    as_int, as_float = (
+        model.generate_hierarchical(PROMPTS, tokenizer, temperature=t, generator=torch.Generator().manual_seed(0),
+                                    **sample)
+        for t in (1, 1.0)
+    )  # fmt: skip
+    assert decoded_tokens(as_int) == decoded_tokens(as_float)
+    with pytest.raises(ValueError, match=r"probabilities that are not finite: `temperature` is too small"):
+        model.generate_hierarchical(PROMPTS, tokenizer, temperature=1e-320, **sample)
 
 
 def test_token_id_inputs_equal_string_inputs(tokenizer):

@@ -53,6 +53,11 @@ def test_identical_texts_score_one():
     assert metrics["empty_rate"] == 0.0
 
 
+def test_bleu_2_of_identical_texts_is_at_most_one():
+    """sacrebleu's percentage is 100.00000000000004 for these: a score must stay in [0, 1] (found by hypothesis)."""
+    assert compute_text_metrics(["a b"], ["a b"])["bleu_2"] == 1.0
+
+
 @pytest.mark.parametrize(
     ("predictions", "references", "truncated", "message"),
     [

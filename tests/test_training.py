@@ -315,6 +315,88 @@ def logged(output_dir, key: str) -> list[tuple[int, float]]:
     return [(entry["step"], entry[key]) for entry in state["log_history"] if key in entry]
 
 
+LEVEL_LOSSES = ("loss", "loss_topic", "loss_subtopic")
+
+
+def losses(output_dir) -> dict[str, list[tuple[int, float]]]:
+    """The logged total and per-level training losses, step by step."""
+    return {key: logged(output_dir, key) for key in LEVEL_LOSSES}
+
+
+def assert_same_losses(run, reference, rel: float = 1e-4) -> None:
+    for key in LEVEL_LOSSES:
+        assert [step for step, _ in run[key]] == [step for step, _ in reference[key]], key
+        assert [value for _, value in run[key]] == pytest.approx([value for _, value in reference[key]], rel=rel), key
+
+
+COUNTING_LAYER_CALLS = """
+import runpy, sys
+from transformers import Trainer
+
+train = Trainer.train
+
+
+def counted(self, *args, **kwargs):  # counts the runs of the first decoder layer: recomputed in backward when
+    calls = []                        # gradient checkpointing is on
+    layer = self.accelerator.unwrap_model(self.model).decoder_layers[0]
+    handle = layer.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        return train(self, *args, **kwargs)
+    finally:
+        handle.remove()
+        print(f"LAYER_0_CALLS={len(calls)}")
+
+
+Trainer.train = counted
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def run_counting_layer_calls(args) -> tuple[subprocess.CompletedProcess, int]:
+    """`train_hdlm.py args`, and how many times its first decoder layer ran while training."""
+    result = run_script(args, launcher=(sys.executable, "-c", COUNTING_LAYER_CALLS))
+    assert result.returncode == 0, result.stderr[-3000:]
+    [calls] = [int(line.split("=")[1]) for line in result.stdout.splitlines() if line.startswith("LAYER_0_CALLS=")]
+    return result, calls
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "mode_args", [["--mode", "hdlm", "--level_layers", "2", "4"], ["--mode", "sft_at_k"]], ids=["hdlm", "sft_at_k"]
+)
+def test_gradient_checkpointing_logs_the_losses_of_a_run_without_it(mode_args, task, tmp_path):
+    """TRL's default, `--gradient_checkpointing true`: the decoder layers are recomputed in the backward pass (the
+    layer outputs the level heads read are captured by hooks, and must survive the recomputation), and training
+    logs the same total and per-level losses as without it."""
+    runs, calls = {}, {}
+    for checkpointing in ("true", "false"):
+        output_dir = tmp_path / checkpointing
+        args = train_args(task, output_dir, "--max_steps", "6", *mode_args, "--gradient_checkpointing", checkpointing)
+        _, calls[checkpointing] = run_counting_layer_calls(args)
+        runs[checkpointing] = losses(output_dir)
+    assert calls == {"true": 12, "false": 6}  # recomputed in each step's backward pass, or not
+    assert len(runs["true"]["loss_subtopic"]) == 6
+    assert_same_losses(runs["true"], runs["false"])
+
+
+@pytest.mark.slow
+def test_gradient_accumulation_logs_the_losses_of_one_large_batch(task, tmp_path):
+    """Two micro-batches of 4 rows accumulated give the steps of one batch of 8: the same total loss and the same
+    per-level losses, each a mean over all of the step's tokens of that level (micro-batches hold different numbers
+    of them, so a mean of the micro-batches' means would differ)."""
+    runs = {}
+    for name, batch in (("accumulated", ["4", "--gradient_accumulation_steps", "2"]), ("large", ["8"])):
+        output_dir = tmp_path / name
+        args = train_args(task, output_dir, "--max_steps", "6", "--level_layers", "2", "4",
+                          "--per_device_train_batch_size", *batch)  # fmt: skip
+        result = run_script(args)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[name] = losses(output_dir)
+    assert len(runs["large"]["loss_topic"]) == 6
+    assert_same_losses(runs["accumulated"], runs["large"])
+
+
 @pytest.mark.slow
 def test_two_process_data_parallel_training(task, tmp_path):
     single_dir, parallel_dir = tmp_path / "single", tmp_path / "parallel"
@@ -326,13 +408,14 @@ def test_two_process_data_parallel_training(task, tmp_path):
         env={"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"},
     )
     assert parallel.returncode == 0, parallel.stderr[-3000:]
-    single = run_script(train_args(task, single_dir, *extra))
+    single = run_script(train_args(task, single_dir, *extra, "--per_device_train_batch_size", "8"))
     assert single.returncode == 0, single.stderr[-3000:]
-    # Both ranks took part: half the optimizer steps, each over both ranks' batches (tokens gathered from both).
-    assert logged(single_dir, "loss")[-1][0] == 96 // 4
-    assert logged(parallel_dir, "loss")[-1][0] == 96 // 8
+    # Both ranks took part: each step is over both ranks' batches of 4, as one process's batches of 8 (the same rows,
+    # the same tokens gathered from both ranks, the same total and per-level losses).
+    assert logged(single_dir, "loss")[-1][0] == logged(parallel_dir, "loss")[-1][0] == 96 // 8
     total_tokens = logged(single_dir, "num_tokens")[-1][1]
     assert logged(parallel_dir, "num_tokens")[-1][1] == total_tokens
+    assert_same_losses(losses(parallel_dir), losses(single_dir))
     model = HdLMForCausalLM.from_pretrained(parallel_dir)
     assert model.config.taxonomy == sorted(TAXONOMY_2)
 

@@ -79,7 +79,8 @@ def compute_text_metrics(
     scorer = rouge_scorer.RougeScorer(["rougeL"])
     rouge_l = [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references, strict=True)]
     metrics = {
-        "bleu_2": BLEU(max_ngram_order=2).corpus_score(predictions, [references]).score / 100,
+        # sacrebleu's score is a percentage computed in floating point: identical texts can give 100.00000000000004.
+        "bleu_2": min(BLEU(max_ngram_order=2).corpus_score(predictions, [references]).score / 100, 1.0),
         "rouge_l": float(np.mean(rouge_l)),
         "distinct_2": distinct_n(predictions, 2),
         "empty_rate": float(np.mean([not prediction.strip() for prediction in predictions])),

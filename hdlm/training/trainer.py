@@ -89,6 +89,8 @@ class HdLMSFTTrainer(SFTTrainer):
         self._train_start: float | None = None
         self._eval_start: float | None = None
         self._eval_seconds = 0.0
+        # Per mode and level: the summed cross-entropy and the token count since the last log.
+        self._level_totals: dict[str, dict[str, list[float]]] = {"train": {}, "eval": {}}
 
     def train(self, *args, **kwargs):
         self._train_start, self._eval_seconds = time.perf_counter(), 0.0
@@ -102,7 +104,16 @@ class HdLMSFTTrainer(SFTTrainer):
         return (now - self._train_start - self._eval_seconds) / 60
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        super().log({**logs, "train_minutes": round(self.train_minutes(), 3)}, *args, **kwargs)
+        """Adds `train_minutes` and each level's loss, a mean over all of the level's tokens since the last log (not
+        a mean of micro-batch means, which would weigh the tokens of a short micro-batch more)."""
+        mode = "train" if self.model.training else "eval"
+        prefix = "eval_" if mode == "eval" else ""
+        level_losses = {}
+        for name, (level_sum, count) in self._level_totals[mode].items():
+            self._metrics[mode].pop(f"loss_{name}", None)
+            level_losses[f"{prefix}loss_{name}"] = level_sum / count
+        self._level_totals[mode].clear()
+        super().log({**logs, **level_losses, "train_minutes": round(self.train_minutes(), 3)}, *args, **kwargs)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         self._eval_start = time.perf_counter()
@@ -192,7 +203,10 @@ class HdLMSFTTrainer(SFTTrainer):
         counts = self.accelerator.gather_for_metrics(local_counts[None]).sum(0)
         for name, level_sum, count in zip(config.level_names, sums.tolist(), counts.tolist()):
             if count:
-                self._metrics[mode][f"loss_{name}"].append(level_sum / count)
+                self._metrics[mode][f"loss_{name}"].append(level_sum / count)  # this micro-batch's (bench/ reads it)
+                totals = self._level_totals[mode].setdefault(name, [0.0, 0.0])
+                totals[0] += level_sum
+                totals[1] += count
         if mode == "train":
             tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
             self._total_train_tokens += tokens
