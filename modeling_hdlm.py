@@ -16,7 +16,7 @@ import math
 import numbers
 import os
 import string
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -63,9 +63,16 @@ class HdLMOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*):
-            With `level_ids`: `sum_d level_loss_weights[d] * level_losses[d]`; otherwise the plain causal LM loss.
+            With `level_ids`: `sum_d level_loss_weights[d] * level_losses[d]`, the loss of this batch alone; otherwise
+            the plain causal LM loss.
         level_losses (`torch.FloatTensor` of shape `(num_levels,)`, *optional*):
-            Token-mean cross-entropy of each level over its own tokens (0 for a level absent from the batch).
+            Token-mean cross-entropy of each level over its own tokens in this batch (0 for a level absent from it):
+            `level_loss_sums / level_token_counts`.
+        level_loss_sums (`torch.FloatTensor` of shape `(num_levels,)`, *optional*):
+            Summed cross-entropy of each level over its own tokens in this batch. A trainer divides it by the level's
+            token count over the whole optimizer step (gradient accumulation, every process) instead.
+        level_token_counts (`torch.LongTensor` of shape `(num_levels,)`, *optional*):
+            Number of target tokens of each level in this batch.
         logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`):
             Logits of the final head (only the last `logits_to_keep` positions when that is set).
         past_key_values (`Cache`, *optional*):
@@ -74,6 +81,8 @@ class HdLMOutput(ModelOutput):
 
     loss: torch.FloatTensor | None = None
     level_losses: torch.FloatTensor | None = None
+    level_loss_sums: torch.FloatTensor | None = None
+    level_token_counts: torch.LongTensor | None = None
     logits: torch.FloatTensor | None = None
     past_key_values: Cache | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
@@ -487,17 +496,10 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
     def from_base(
         cls,
         base: str | PreTrainedModel,
+        config: HdLMConfig | Mapping[str, object],
         *,
-        level_layers: Sequence[int],
-        level_names: Sequence[str] | None = None,
-        level_kinds: Sequence[str] | None = None,
-        level_loss_weights: Sequence[float] | None = None,
-        taxonomy: Sequence[Sequence[str]] | None = None,
-        head_init: str = "copy",
-        apply_final_norm: bool = True,
         tokenizer: PreTrainedTokenizerBase | None = None,
         base_kwargs: dict | None = None,
-        **config_kwargs,
     ) -> "HdLMForCausalLM":
         """
         Adapt a pretrained causal LM into an HdLM.
@@ -505,36 +507,34 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         Args:
             base: a loaded causal LM, or a path / hub id loaded with `AutoModelForCausalLM.from_pretrained`
                 (`base_kwargs` are passed on, e.g. `dtype`).
-            level_layers, level_names, level_kinds, level_loss_weights, taxonomy, head_init, apply_final_norm:
-                see [`HdLMConfig`]; `config_kwargs` sets the other fields (rendering, `label_head_vocabulary`,
-                `label_loss`).
+            config: the HdLM options: an [`HdLMConfig`] (its `text_config` is replaced by the base model's), or its
+                fields as a dict or a dataclass (`{"level_layers": [12, 18], "taxonomy": ...}`), from which one is
+                built on the base model's config.
             tokenizer: the base model's tokenizer. With a taxonomy it renders the labels' token ids
                 (`config.taxonomy_token_ids`), from which label-vocabulary heads and the constrained loss are built.
         """
-        fields = {field.name for field in dataclasses.fields(HdLMConfig)} - {"text_config"}
-        if unknown := sorted(set(config_kwargs) - fields):
-            known = sorted(fields | set(inspect.signature(cls.from_base).parameters) - {"config_kwargs"})
-            hints = [f"{name!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, known, 1))
-                     else repr(name) for name in unknown]  # fmt: skip
-            raise TypeError(
-                f"`from_base` got unknown keyword arguments {', '.join(hints)}: it takes the fields of `HdLMConfig`."
-            )
+        fields = sorted(set(inspect.get_annotations(HdLMConfig)) - {"text_config"})
+        if isinstance(config, HdLMConfig):
+            options = {name: getattr(config, name) for name in fields}
+        else:
+            options = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+            if unknown := sorted(set(options) - set(fields)):
+                close = {name: difflib.get_close_matches(name, fields, 1) for name in unknown}
+                hints = [
+                    f"{name!r} (did you mean {close[name][0]!r}?)" if close[name] else repr(name) for name in unknown
+                ]
+                raise TypeError(
+                    f"`from_base` got unknown HdLM options {', '.join(hints)}: it takes the fields of `HdLMConfig`."
+                )
+        for name in ("level_layers", "level_names", "level_kinds", "level_loss_weights", "taxonomy"):
+            if isinstance(options.get(name), Sequence):  # tuples and other sequences, as `HdLMConfig` stores lists
+                options[name] = [list(path) for path in options[name]] if name == "taxonomy" else list(options[name])
         if isinstance(base, str):
             base = AutoModelForCausalLM.from_pretrained(base, **(base_kwargs or {}))
-        config = HdLMConfig(
-            text_config=base.config,
-            level_layers=list(level_layers),
-            level_names=None if level_names is None else list(level_names),
-            level_kinds=None if level_kinds is None else list(level_kinds),
-            level_loss_weights=None if level_loss_weights is None else list(level_loss_weights),
-            taxonomy=None if taxonomy is None else [list(path) for path in taxonomy],
-            head_init=head_init,
-            apply_final_norm=apply_final_norm,
-            **config_kwargs,
-        )
+        config = HdLMConfig(text_config=base.config, **options)
         config.auto_map = dict(AUTO_MAP)
         config.dtype = base.dtype
-        if taxonomy is not None and tokenizer is not None:
+        if config.taxonomy is not None and tokenizer is not None:
             config.taxonomy_token_ids = HdLMRenderer(config, tokenizer).taxonomy_token_ids()
             config._validate_taxonomy_token_ids()
         with torch.device("meta"):
@@ -543,7 +543,7 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         final_head = base.get_output_embeddings()
         for level in config.head_levels:
             head = model._new_head(level, like=final_head)
-            if head_init == "copy":
+            if config.head_init == "copy":
                 rows = head.token_ids if isinstance(head, HdLMLabelHead) else slice(None)
                 with torch.no_grad():
                     head.weight.copy_(final_head.weight[rows])
@@ -641,7 +641,6 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         level_ids: torch.LongTensor | None = None,
-        num_items_in_level: torch.Tensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
@@ -653,9 +652,6 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             The level of each token: 0 for tokens without loss (prompt, headers, padding), `d` for the tokens of
             level `d`, which head `d` predicts from the previous position. Without it the model is the plain
             causal LM (the sft@K baseline).
-        num_items_in_level (`torch.Tensor` of shape `(num_levels,)`, *optional*):
-            Token count of each level over the whole (accumulated, all-process) batch, so that gradient
-            accumulation and data parallelism average each level over all its tokens. Defaults to this batch's.
         """
         if level_ids is None:
             outputs = self.model(
@@ -698,7 +694,7 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         targets = (input_ids if labels is None else labels)[:, 1:]
         level_of_target = level_ids[:, 1:].masked_fill(targets == -100, 0)
         gold_paths: list[list[str]] = [[] for _ in range(len(targets))]
-        level_losses = []
+        level_loss_sums, level_token_counts = [], []
         for level, layer in enumerate(self.config.level_layers):
             selected = level_of_target == level + 1
             hidden = captured[layer - 1][:, :-1][selected]
@@ -707,17 +703,23 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             else:
                 logits = self.head_logits(level, hidden)
                 level_targets = self.head_columns(level, targets[selected])
-            summed = F.cross_entropy(logits, level_targets, reduction="sum")
-            count = selected.sum() if num_items_in_level is None else num_items_in_level[level]
-            level_losses.append(summed / count.clamp(min=1))
-        level_losses = torch.stack(level_losses)
-        weights = level_losses.new_tensor(self.config.level_loss_weights)
-        loss = (weights * level_losses).sum()
+            level_loss_sums.append(F.cross_entropy(logits, level_targets, reduction="sum"))
+            level_token_counts.append(selected.sum())
+        level_loss_sums, level_token_counts = torch.stack(level_loss_sums), torch.stack(level_token_counts)
+        level_losses = level_loss_sums / level_token_counts.clamp(min=1)
+        loss = (level_losses.new_tensor(self.config.level_loss_weights) * level_losses).sum()
 
         last_hidden = outputs.last_hidden_state
         slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.model.get_output_embeddings()(last_hidden[:, slice_indices])
-        return HdLMOutput(loss=loss, level_losses=level_losses, logits=logits, past_key_values=outputs.past_key_values)
+        return HdLMOutput(
+            loss=loss,
+            level_losses=level_losses,
+            level_loss_sums=level_loss_sums,
+            level_token_counts=level_token_counts,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+        )
 
     def _constrained_logits(
         self,

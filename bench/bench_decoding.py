@@ -342,7 +342,7 @@ def text_workload(base, tokenizer, args: BenchArguments) -> list[str]:
     K = base.config.num_hidden_layers
     k1 = K // 2
     model = HdLMForCausalLM.from_base(
-        base, level_layers=[k1, K], level_names=["rationale", "answer"], level_kinds=["text", "text"]
+        base, {"level_layers": [k1, K], "level_names": ["rationale", "answer"], "level_kinds": ["text", "text"]}
     ).eval()
     renderer = model.get_renderer(tokenizer)
     prompt = token_ids(tokenizer, args.text_prompt_tokens, args.seed)
@@ -429,14 +429,14 @@ def label_workload(base, tokenizer, args: BenchArguments) -> list[str]:
     ]
     notes = []
     for k1 in sorted({K // 2, round(PAPER_HEAD_RATIO * K)}):
-        model = HdLMForCausalLM.from_base(
-            base,
+        options = dict(
             level_layers=[k1, K],
             level_names=["topic", "subtopic"],
             level_kinds=["label", "label"],
             taxonomy=taxonomy,
             label_head_vocabulary="full",  # the authors' heads, so that every method decodes with the same weights
-        ).eval()
+        )
+        model = HdLMForCausalLM.from_base(base, options).eval()
         renderer = model.get_renderer(tokenizer)
         methods = {
             "greedy, early exit": hdlm_method(model, tokenizer, document, early_exit=True),

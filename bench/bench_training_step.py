@@ -4,9 +4,10 @@ Wall time of one training step (forward + backward + AdamW step) of the HdLM los
 
 Methods (every one through a real trainer's `training_step`, then the optimizer's `step()` and `zero_grad()`):
 
-- `hdlm`: [`HdLMSFTTrainer`] (its `compute_loss` -> `HdLMForCausalLM.forward(..., labels, level_ids,
-  num_items_in_level)`): each head is applied only at the positions of its own level's tokens. Its heads are full
-  copies of the final head, trained, and each level's loss is over the whole vocabulary (the paper's setup).
+- `hdlm`: [`HdLMSFTTrainer`] (its `compute_loss` -> `HdLMForCausalLM.forward(..., labels, level_ids)`, each
+  level's loss sum over the step's token count): each head is applied only at the positions of its own level's
+  tokens. Its heads are full copies of the final head, trained, and each level's loss is over the whole vocabulary
+  (the paper's setup).
 - `hdlm_labels_3` / `hdlm_labels_3_bf16`: the same trainer with this package's defaults for label levels: label
   -vocabulary heads (the rows of the level's label tokens only, trained in full) and the constrained loss (each
   label token's cross-entropy among the tokens the taxonomy allows there), in float32 / under bf16 autocast.
@@ -63,8 +64,12 @@ from transformers import AutoModelForCausalLM, HfArgumentParser, Trainer  # noqa
 from transformers.utils import logging as hf_logging  # noqa: E402
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 
-from hdlm.training import DataCollatorForHierarchicalLM, HdLMSFTConfig, HdLMSFTTrainer  # noqa: E402
-from hdlm.training.setup import default_level_layers  # noqa: E402
+from hdlm.training import (  # noqa: E402
+    DataCollatorForHierarchicalLM,
+    HdLMSFTConfig,
+    HdLMSFTTrainer,
+    default_level_layers,
+)
 from modeling_hdlm import HdLMForCausalLM  # noqa: E402
 
 logger = logging.getLogger("bench_training_step")
@@ -231,11 +236,17 @@ class Method:
         _, self.num_items_in_batch = self.trainer.get_batch_samples(iter([self.batch]), 1, self.trainer.args.device)
         # Time the trainer's own `compute_loss` (forward and loss) inside its `training_step`
         compute_loss = self.trainer.compute_loss
+        # HdLM's per-level losses come with its outputs (the authors' scheme keeps its own, `last_level_losses`)
+        with_outputs = isinstance(self.trainer, HdLMSFTTrainer) and not isinstance(self.trainer, AuthorsSchemeTrainer)
 
         def timed_compute_loss(*args, **kwargs):
             start = time.perf_counter()
-            loss = compute_loss(*args, **kwargs)
+            result = compute_loss(*args, **kwargs, return_outputs=with_outputs)
             self.times["forward"].append(time.perf_counter() - start)
+            if not with_outputs:
+                return result
+            loss, outputs = result
+            self.level_losses.append(outputs.level_losses.tolist())
             return loss
 
         self.trainer.compute_loss = timed_compute_loss
@@ -257,9 +268,6 @@ class Method:
         self.losses.append(float(loss))
         if isinstance(self.trainer, AuthorsSchemeTrainer):
             self.level_losses.append(self.trainer.last_level_losses)
-        elif isinstance(self.trainer, HdLMSFTTrainer):
-            metrics = self.trainer._metrics["train"]
-            self.level_losses.append([metrics[f"loss_{name}"][-1] for name in self.model.config.level_names])
 
     def median(self, key: str) -> float:
         return statistics.median(self.times[key])
@@ -322,10 +330,12 @@ def main() -> None:
     hdlm = {
         depth: HdLMForCausalLM.from_base(
             base,
-            level_layers=layers[depth],
-            level_names=LEVEL_NAMES[:depth],
-            level_loss_weights=weights[depth],
-            **full_heads,
+            dict(
+                level_layers=layers[depth],
+                level_names=LEVEL_NAMES[:depth],
+                level_loss_weights=weights[depth],
+                **full_heads,
+            ),
         )
         for depth in (3, 2)
     }
@@ -334,10 +344,12 @@ def main() -> None:
     rows = render_rows(hdlm[3], tokenizer, args.data_file, args.batch_size, args.seq_len)
     hdlm_labels = HdLMForCausalLM.from_base(
         base,
-        level_layers=layers[3],
-        level_names=LEVEL_NAMES,
-        level_loss_weights=weights[3],
-        taxonomy=sorted({tuple(row["path"]) for row in rows}),
+        dict(
+            level_layers=layers[3],
+            level_names=LEVEL_NAMES,
+            level_loss_weights=weights[3],
+            taxonomy=sorted({tuple(row["path"]) for row in rows}),
+        ),
         tokenizer=tokenizer,
     )
     prompt_lengths = [row["level_ids"].index(1) for row in rows]

@@ -110,15 +110,8 @@ def tiny_hdlm(family: str, tokenizer, taxonomy=TAXONOMY_2, level_layers=None, ki
     depth = len(taxonomy[0]) if kinds is None else len(kinds)
     names = ["topic", "subtopic", "leaf"][:depth]
     level_layers = level_layers or ([2, 4] if depth == 2 else [1, 3, 4])
-    return HdLMForCausalLM.from_base(
-        tiny_base(family, tokenizer),
-        level_layers=level_layers,
-        level_names=names,
-        level_kinds=kinds,
-        taxonomy=taxonomy,
-        tokenizer=tokenizer,
-        **kwargs,
-    ).eval()
+    options = dict(level_layers=level_layers, level_names=names, level_kinds=kinds, taxonomy=taxonomy, **kwargs)
+    return HdLMForCausalLM.from_base(tiny_base(family, tokenizer), options, tokenizer=tokenizer).eval()
 
 
 __all__ = ["HdLMConfig", "HdLMForCausalLM", "HdLMLabelHead", "tiny_base", "tiny_hdlm", "train_tokenizer"]

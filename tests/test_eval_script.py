@@ -73,14 +73,13 @@ def test_eval_writes_every_result_for_every_model(checkpoints, tmp_path, capsys)
 def label_text_checkpoint(tmp_path_factory, tokenizer) -> str:
     """An untrained tiny label -> text model (strategy, then reply), saved with its tokenizer."""
     path = tmp_path_factory.mktemp("eval_label_text") / "strategy-reply"
-    model = HdLMForCausalLM.from_base(
-        tiny_base("llama", tokenizer),
+    options = dict(
         level_layers=[2, 4],
         level_names=["strategy", "reply"],
         level_kinds=["label", "text"],
         taxonomy=[[strategy] for strategy in STRATEGIES],
-        tokenizer=tokenizer,
     )
+    model = HdLMForCausalLM.from_base(tiny_base("llama", tokenizer), options, tokenizer=tokenizer)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)

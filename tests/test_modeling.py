@@ -1,5 +1,6 @@
 """HdLMConfig / HdLMForCausalLM on tiny random models of several families, with a real tokenizer."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -126,11 +127,32 @@ def test_config_takes_numpy_and_torch_integers():
     assert json.loads(config.to_json_string())["level_layers"] == [2, 4]  # plain JSON
 
 
-def test_from_base_refuses_unknown_keyword_arguments(tokenizer):
-    with pytest.raises(TypeError, match=r"unknown keyword arguments 'level_layer' \(did you mean 'level_layers'\?\)"):
-        HdLMForCausalLM.from_base(tiny_base("llama", tokenizer), level_layers=[2, 4], level_layer=[3, 4])
+def test_from_base_refuses_unknown_options(tokenizer):
+    with pytest.raises(TypeError, match=r"unknown HdLM options 'level_layer' \(did you mean 'level_layers'\?\)"):
+        HdLMForCausalLM.from_base(tiny_base("llama", tokenizer), {"level_layers": [2, 4], "level_layer": [3, 4]})
     with pytest.raises(TypeError, match=r"'max_query_token' \(did you mean 'max_query_tokens'\?\), 'zzz'"):
-        HdLMForCausalLM.from_base(tiny_base("llama", tokenizer), level_layers=[2, 4], max_query_token=8, zzz=1)
+        HdLMForCausalLM.from_base(
+            tiny_base("llama", tokenizer), {"level_layers": [2, 4], "max_query_token": 8, "zzz": 1}
+        )
+
+
+def test_from_base_takes_a_config_or_its_options(tokenizer):
+    """An `HdLMConfig`, a dict and a dataclass of the same options build the same model."""
+
+    @dataclasses.dataclass
+    class Options:
+        level_layers: tuple[int, ...] = (2, 4)
+        level_names: tuple[str, ...] = ("topic", "subtopic")
+        taxonomy: tuple[tuple[str, ...], ...] = tuple(map(tuple, TAXONOMY_2))
+
+    base = tiny_base("llama", tokenizer)
+    options = {"level_layers": [2, 4], "level_names": ["topic", "subtopic"], "taxonomy": TAXONOMY_2}
+    configs = [
+        HdLMForCausalLM.from_base(base, given, tokenizer=tokenizer).config.to_dict()
+        for given in (options, Options(), HdLMConfig(text_config=base.config, **options))
+    ]
+    assert configs[0] == configs[1] == configs[2]
+    assert configs[0]["level_names"] == ["topic", "subtopic"] and configs[0]["taxonomy_token_ids"]
 
 
 def test_config_defaults_and_roundtrip():
@@ -229,7 +251,7 @@ def test_resize_token_embeddings_keeps_the_level_heads_in_step(family, vocabular
 def test_forward_without_level_ids_is_the_base_model(family, tokenizer):
     base = tiny_base(family, tokenizer)
     model = HdLMForCausalLM.from_base(
-        tiny_base(family, tokenizer), level_layers=[2, 4], taxonomy=TAXONOMY_2, tokenizer=tokenizer
+        tiny_base(family, tokenizer), {"level_layers": [2, 4], "taxonomy": TAXONOMY_2}, tokenizer=tokenizer
     )
     ids = torch.tensor([tokenizer(PROMPTS[1])["input_ids"]])
     out = model(input_ids=ids, labels=ids)
@@ -268,26 +290,34 @@ def test_loss_is_the_weighted_sum_of_level_cross_entropies(family, apply_final_n
     states = model.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states
     norm = model.model.base_model.norm if family == "llama" else model.model.base_model.ln_f
     heads = [model.level_heads["0"], model.level_heads["1"], model.model.get_output_embeddings()]
-    expected = []
+    sums, counts = [], []
     for level, (layer, head) in enumerate(zip([1, 3, 4], heads)):
         hidden = states[layer] if layer == 4 else (norm(states[layer]) if apply_final_norm else states[layer])
         logits = head(hidden)[:, :-1]
         mask = level_ids[:, 1:] == level + 1
-        expected.append(F.cross_entropy(logits[mask], input_ids[:, 1:][mask]))
-    expected = torch.stack(expected)
+        sums.append(F.cross_entropy(logits[mask], input_ids[:, 1:][mask], reduction="sum"))
+        counts.append(mask.sum())
+    expected = torch.stack(sums) / torch.stack(counts)
+    torch.testing.assert_close(out.level_loss_sums, torch.stack(sums))
+    assert out.level_token_counts.tolist() == [int(count) for count in counts]
     torch.testing.assert_close(out.level_losses, expected)
     torch.testing.assert_close(out.loss, 3.0 * expected[0] + 2.0 * expected[1] + 0.5 * expected[2])
     assert out.loss.requires_grad
 
 
-def test_num_items_in_level_sets_the_denominator(tokenizer):
-    model = tiny_hdlm("llama", tokenizer)
+def test_level_loss_sums_and_token_counts_make_the_level_means(tokenizer):
+    """Each level's loss is its summed cross-entropy over its token count; a level without tokens counts 0 and
+    adds no loss (a batch of rows whose leaf is outside the taxonomy's reach, say)."""
+    model = tiny_hdlm("llama", tokenizer, level_loss_weights=[2.0, 1.0])
     ids, levels = model.get_renderer(tokenizer).encode_example(PROMPTS[0], ["Science", "Physics"])
     ids, levels = torch.tensor([ids]), torch.tensor([levels])
-    per_batch = model(input_ids=ids, level_ids=levels).level_losses
-    counts = torch.stack([(levels[:, 1:] == d).sum() for d in (1, 2)])
-    doubled = model(input_ids=ids, level_ids=levels, num_items_in_level=2 * counts).level_losses
-    torch.testing.assert_close(doubled, per_batch / 2)
+    out = model(input_ids=ids, level_ids=levels)
+    assert out.level_token_counts.tolist() == [(levels[:, 1:] == d).sum().item() for d in (1, 2)]
+    torch.testing.assert_close(out.level_losses, out.level_loss_sums / out.level_token_counts)
+    torch.testing.assert_close(out.loss, 2.0 * out.level_losses[0] + out.level_losses[1])
+    only_first = model(input_ids=ids, level_ids=levels.masked_fill(levels == 2, 0))
+    assert only_first.level_token_counts[1] == 0 and only_first.level_loss_sums[1] == 0
+    torch.testing.assert_close(only_first.loss, 2.0 * out.level_losses[0])
 
 
 # Labels sharing their first tokens at every level (" Phy|sics" / " Phy|sic|al ...", " Quantum" /
@@ -390,8 +420,8 @@ def test_label_head_full_loss_is_over_the_heads_vocabulary(tokenizer):
 
 @pytest.mark.parametrize("label_loss", ["constrained", "full"])
 def test_accumulated_micro_batches_equal_one_batch(label_loss, tokenizer):
-    """2 micro-batches of 3 rows, each level normalised by the whole batch's token count, give the losses and the
-    gradients of one batch of 6 (what gradient accumulation and data parallelism rely on)."""
+    """2 micro-batches of 3 rows, each level's loss sum divided by the whole batch's token count, give the losses
+    and the gradients of one batch of 6 (what gradient accumulation and data parallelism rely on)."""
     model = tiny_hdlm("llama", tokenizer, taxonomy=SHARED_PREFIXES, label_loss=label_loss)
     whole = batch_of(model, tokenizer, SHARED_ROWS)
     counts = torch.stack([(whole["level_ids"][:, 1:] == d).sum() for d in (1, 2, 3)])
@@ -400,9 +430,10 @@ def test_accumulated_micro_batches_equal_one_batch(label_loss, tokenizer):
         model.zero_grad()
         level_losses = 0
         for batch in batches:
-            out = model(**batch, num_items_in_level=counts)
-            out.loss.backward()
-            level_losses = level_losses + out.level_losses.detach()
+            out = model(**batch)
+            step_losses = out.level_loss_sums / counts
+            (step_losses.new_tensor(model.config.level_loss_weights) * step_losses).sum().backward()
+            level_losses = level_losses + step_losses.detach()
         return level_losses, [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
     one_losses, one_grads = gradients([whole])
@@ -673,10 +704,11 @@ def test_label_heads_refuse_free_decoding_and_a_foreign_tokenizer(tokenizer):
 
 def test_label_heads_need_the_labels_token_ids(tokenizer):
     with pytest.raises(ValueError, match="from_base\\(\\.\\.\\., tokenizer=tokenizer\\)"):
-        HdLMForCausalLM.from_base(tiny_base("llama", tokenizer), level_layers=[2, 4], taxonomy=TAXONOMY_2)
+        HdLMForCausalLM.from_base(tiny_base("llama", tokenizer), {"level_layers": [2, 4], "taxonomy": TAXONOMY_2})
     # Full heads need none: the decoder then renders the labels with the tokenizer it is given.
     model = HdLMForCausalLM.from_base(
-        tiny_base("llama", tokenizer), level_layers=[2, 4], taxonomy=TAXONOMY_2, label_head_vocabulary="full"
+        tiny_base("llama", tokenizer),
+        {"level_layers": [2, 4], "taxonomy": TAXONOMY_2, "label_head_vocabulary": "full"},
     )
     assert model.config.taxonomy_token_ids is None
     [output] = model.generate_hierarchical(PROMPTS[0], tokenizer)
@@ -752,7 +784,7 @@ def test_token_id_inputs_equal_string_inputs(tokenizer):
 
 def test_plain_generate_equals_the_base_model(tokenizer):
     base = tiny_base("llama", tokenizer)
-    model = HdLMForCausalLM.from_base(tiny_base("llama", tokenizer), level_layers=[2, 4])
+    model = HdLMForCausalLM.from_base(tiny_base("llama", tokenizer), {"level_layers": [2, 4]})
     ids = torch.tensor([tokenizer(PROMPTS[0])["input_ids"]])
     expected = base.generate(ids, max_new_tokens=5, do_sample=False)
     torch.testing.assert_close(model.generate(ids, max_new_tokens=5, do_sample=False), expected)
@@ -891,10 +923,13 @@ def test_inputs_past_the_position_limit_are_a_clear_error(family, tokenizer):
     nor run silently past the limit (Llama's rotary positions)."""
     base = tiny_base(family, tokenizer)
     base.config.max_position_embeddings = 64  # GPT-2: `n_positions`
-    model = HdLMForCausalLM.from_base(
-        base, level_layers=[2, 4], level_names=["topic", "reply"], level_kinds=["label", "text"],
-        taxonomy=[["Science"], ["Sports"]], tokenizer=tokenizer,
-    ).eval()  # fmt: skip
+    options = dict(
+        level_layers=[2, 4],
+        level_names=["topic", "reply"],
+        level_kinds=["label", "text"],
+        taxonomy=[["Science"], ["Sports"]],
+    )
+    model = HdLMForCausalLM.from_base(base, options, tokenizer=tokenizer).eval()
     long_query = "the quick brown fox jumps over the lazy dog " * 30  # 1,320 characters
     with pytest.raises(
         ValueError, match=r"`inputs\[1\]` takes \d+ tokens, .* at most 64 positions .*max_query_tokens"

@@ -16,9 +16,13 @@ from test_modeling import decoded_tokens
 from transformers import AutoTokenizer
 
 from hdlm.data import HierarchicalDataError
-from hdlm.training import DataCollatorForHierarchicalLM, tokenize_hierarchical
+from hdlm.training import (
+    DataCollatorForHierarchicalLM,
+    default_level_layers,
+    resolve_resume_checkpoint,
+    tokenize_hierarchical,
+)
 from hdlm.training.preprocessing import QUERY_TOKEN_MARGIN
-from hdlm.training.setup import default_level_layers, resolve_resume_checkpoint
 from modeling_hdlm import HdLMForCausalLM
 from train_hdlm import main, make_parser
 

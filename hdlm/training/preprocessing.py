@@ -1,5 +1,7 @@
 """Tokenisation of hierarchical examples into `input_ids`, `labels` and `level_ids`."""
 
+import copy
+
 import datasets
 from transformers.utils import logging
 
@@ -61,14 +63,18 @@ def tokenize_hierarchical(
     budget = renderer.config.max_query_tokens
     label_levels = renderer.config.num_label_levels
     known = {tuple(path[: level + 1]) for path in renderer.config.taxonomy or [] for level in range(label_levels)}
+    # Renders a query already cut to its limit as it is: each query is tokenised once to be cut, then in its prompt.
+    uncut_config = copy.copy(renderer.config)
+    uncut_config.max_query_tokens = None
+    uncut = HdLMRenderer(uncut_config, renderer.tokenizer)
 
     def encode(example: dict, index: int) -> dict:
         limit = budget
         if max_length is not None:
             room = query_room(renderer, example["labels"], max_length, index + 1)
             limit = room if budget is None else min(budget, room)
-        _, truncated = renderer.truncate_query(example["text"], limit)
-        input_ids, level_ids = renderer.encode_example(example["text"], example["labels"], limit)
+        text, truncated = renderer.truncate_query(example["text"], limit)
+        input_ids, level_ids = uncut.encode_example(text, example["labels"])
         if max_length is not None and len(input_ids) > max_length:
             raise ValueError(
                 f"Example {index + 1} takes {len(input_ids)} tokens after query truncation, more than `max_length="

@@ -1,61 +1,25 @@
 """`HdLMSFTTrainer`: TRL's `SFTTrainer` with the weighted multi-level HdLM loss."""
 
 import copy
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
+import datasets
 import torch
 from accelerate.utils import gather_object
-from trl import SFTConfig, SFTTrainer
+from peft import PeftConfig
+from transformers import PreTrainedTokenizerBase
+from trl import SFTTrainer
+
+from modeling_hdlm import HdLMForCausalLM
 
 from ..evaluation.runner import score_paths
-from ..hardware import bf16_supported
-
-
-@dataclass
-class HdLMSFTConfig(SFTConfig):
-    """
-    `SFTConfig` with defaults for HdLM: examples arrive tokenised into levels (`tokenize_hierarchical`), so TRL's
-    own dataset preparation is skipped, and `bf16` follows the hardware: on where the GPU, or the CPU when training
-    runs there, has bf16 matrix units (`hdlm.hardware.bf16_supported`), off elsewhere.
-    """
-
-    bf16: bool | None = field(
-        default=None,
-        metadata={
-            "help": "bf16 mixed precision (autocast, float32 master weights). Defaults to on where the device "
-            "training runs on has bf16 matrix units: a GPU with bf16, a CPU with AVX-512 BF16 or AMX."
-        },
-    )
-    eval_decoding: bool = field(
-        default=False,
-        metadata={
-            "help": "At each evaluation, also decode the eval set (constrained greedy, early exit) and log its "
-            "hierarchical metrics (`eval_path_accuracy`, `eval_level_1_accuracy`, ...): learning curves on a dev "
-            "split."
-        },
-    )
-    eval_decoding_max_samples: int | None = field(
-        default=None, metadata={"help": "Decode only the first N eval examples at each evaluation."}
-    )
-    eval_loss: bool = field(
-        default=True,
-        metadata={
-            "help": "Compute the eval loss at each evaluation. `false` with `eval_decoding`: only the decoded metrics "
-            "(the loss pass over the eval set costs about as much as decoding it)."
-        },
-    )
-    dataset_kwargs: dict[str, Any] | None = field(
-        default_factory=lambda: {"skip_prepare_dataset": True},
-        metadata={"help": "Kept for TRL; HdLM datasets are tokenised beforehand."},
-    )
-
-    def __post_init__(self):
-        if self.bf16 is None:
-            self.bf16 = bf16_supported("cpu" if self.use_cpu or not torch.cuda.is_available() else "cuda")
-        super().__post_init__()
+from .collator import DataCollatorForHierarchicalLM
+from .config import HdLMSFTConfig
+from .model_building import complete_lora_config, freeze_parameters
+from .preprocessing import fit_query_budget, tokenize_hierarchical
 
 
 def level_token_counts(batch: dict[str, torch.Tensor], num_levels: int) -> torch.Tensor:
@@ -64,59 +28,175 @@ def level_token_counts(batch: dict[str, torch.Tensor], num_levels: int) -> torch
     return torch.stack([(levels == level).sum() for level in range(1, num_levels + 1)])
 
 
+@dataclass
+class LevelLossWindow:
+    """Per mode (`train`, `eval`): each level's summed cross-entropy and token count since the last log, and
+    whether any batch was seen."""
+
+    totals: dict[str, dict[str, list[float]]] = field(default_factory=lambda: {"train": {}, "eval": {}})
+    seen: set[str] = field(default_factory=set)
+
+    def add(self, mode: str, names: list[str], sums: list[float], counts: list[float]) -> None:
+        self.seen.add(mode)
+        for name, level_sum, count in zip(names, sums, counts):
+            if count:
+                totals = self.totals[mode].setdefault(name, [0.0, 0.0])
+                totals[0] += level_sum
+                totals[1] += count
+
+    def pop(self, mode: str) -> tuple[dict[str, float], bool]:
+        """Each level's token-mean loss over the window (levels without tokens left out), and whether the window
+        saw a batch; the window restarts."""
+        means = {name: level_sum / count for name, (level_sum, count) in self.totals[mode].items()}
+        seen = mode in self.seen
+        self.totals[mode].clear()
+        self.seen.discard(mode)
+        return means, seen
+
+
+@dataclass
+class TrainingClock:
+    """Wall time of training without the evaluations (the clock stops while one runs)."""
+
+    start: float | None = None
+    eval_start: float | None = None
+    eval_seconds: float = 0.0
+
+    def minutes(self) -> float:
+        if self.start is None:
+            return 0.0
+        now = time.perf_counter() if self.eval_start is None else self.eval_start
+        return (now - self.start - self.eval_seconds) / 60
+
+
 class HdLMSFTTrainer(SFTTrainer):
     """
     Trains an [`HdLMForCausalLM`] (or a PEFT model wrapping one) on the weighted sum of its levels' losses.
 
-    `compute_loss` is replaced as a whole: TRL's own swaps in a fused lm-head forward that knows one head only.
-    Under gradient accumulation and data parallelism each level's loss is averaged over all of its tokens in the
-    optimizer step (`num_items_in_level`), and each level's loss is logged (`loss_<level name>`). Every log also
+    It takes the hierarchical datasets as `hdlm.data.load_hierarchical_dataset` returns them (`text` and `labels`
+    columns) and renders and tokenises them itself with the model's renderer (`tokenize_hierarchical`); without
+    `max_query_tokens` in the model's config, it first sets the largest query budget with which every training
+    example fits `max_length`. Datasets already tokenised (`input_ids`, `labels`, `level_ids`) are used as they are.
+    Before training it freezes what `args` leaves untrained (`train_level_heads`, `freeze_below_layer`) and
+    completes a LoRA `peft_config` for the level heads; `save_hdlm_model` writes what `AutoModel` loads.
+
+    `compute_loss` is replaced as a whole: TRL's own swaps in a fused lm-head forward that knows one head only. The
+    model returns each level's loss sum and token count; under gradient accumulation and data parallelism each
+    level's sum is divided by the level's token count over the whole optimizer step and every process. Each level's
+    loss is logged (`loss_<level name>`) as its mean over all of its tokens since the last log. Every log also
     carries `train_minutes`, the wall time of training so far without the evaluations (what learning curves are
-    drawn against); with `eval_decoding`, evaluations decode the eval set (its `text` and `path` columns, kept by
-    `tokenize_hierarchical(..., keep_examples=True)`) and log its hierarchical metrics.
+    drawn against); with `eval_decoding`, evaluations decode the eval set and log its hierarchical metrics.
 
     With `push_to_hub`, the Trainer's own pushes (repository creation at init, every save, `save_model`) are turned
     off on the trainer's copy of the arguments: an HdLM is published once, after training, with its model card and
     results, by `hdlm.publishing.publish` (train_hdlm.py does it).
     """
 
-    def __init__(self, model, args: HdLMSFTConfig | None = None, *positional, **kwargs):
-        if args is not None and args.push_to_hub:
+    def __init__(
+        self,
+        model: HdLMForCausalLM,
+        args: HdLMSFTConfig | None = None,
+        data_collator=None,
+        train_dataset: datasets.Dataset | None = None,
+        eval_dataset: datasets.Dataset | dict[str, datasets.Dataset] | None = None,
+        processing_class: PreTrainedTokenizerBase | None = None,
+        *,
+        peft_config: PeftConfig | None = None,
+        **kwargs,
+    ):
+        args = HdLMSFTConfig("hdlm-sft") if args is None else args
+        if args.push_to_hub:
             args = copy.copy(args)
             args.push_to_hub = False
-        super().__init__(model, args, *positional, **kwargs)
-        self._num_items_in_level: torch.Tensor | None = None
-        self._train_start: float | None = None
-        self._eval_start: float | None = None
-        self._eval_seconds = 0.0
-        # Per mode and level: the summed cross-entropy and the token count since the last log.
-        self._level_totals: dict[str, dict[str, list[float]]] = {"train": {}, "eval": {}}
+        hdlm_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+        if processing_class is not None:
+            train_dataset, eval_dataset = self.prepare_datasets(
+                hdlm_model, processing_class, args, train_dataset, eval_dataset
+            )
+            if data_collator is None:
+                pad = processing_class.pad_token_id
+                pad = processing_class.eos_token_id if pad is None else pad
+                data_collator = DataCollatorForHierarchicalLM(pad, args.pad_to_multiple_of)
+        freeze_parameters(
+            hdlm_model, train_level_heads=args.train_level_heads, freeze_below_layer=args.freeze_below_layer
+        )
+        if peft_config is not None:
+            peft_config = complete_lora_config(peft_config, hdlm_model, train_level_heads=args.train_level_heads)
+        super().__init__(
+            model,
+            args,
+            data_collator,
+            train_dataset,
+            eval_dataset,
+            processing_class,
+            peft_config=peft_config,
+            **kwargs,
+        )
+        if peft_config is not None and (self.is_fsdp_enabled or self.is_deepspeed_enabled):
+            raise ValueError(
+                "LoRA (`--use_peft`) under FSDP or DeepSpeed is not supported by train_hdlm.py: the adapters "
+                "could not be merged into a plain HdLM checkpoint. Use data parallelism "
+                "(accelerate_configs/multi_gpu.yaml) for LoRA, or full fine-tuning under FSDP / ZeRO-3."
+            )
+        self.step_level_token_counts: torch.Tensor | None = None
+        self.level_loss_window = LevelLossWindow()
+        self.num_train_tokens = 0
+        self.clock = TrainingClock()
+
+    @staticmethod
+    def prepare_datasets(
+        model: HdLMForCausalLM,
+        tokenizer: PreTrainedTokenizerBase,
+        args: HdLMSFTConfig,
+        train_dataset: datasets.Dataset | None,
+        eval_dataset: datasets.Dataset | dict[str, datasets.Dataset] | None,
+    ) -> tuple[datasets.Dataset | None, datasets.Dataset | dict[str, datasets.Dataset] | None]:
+        """
+        Render and tokenise the raw hierarchical datasets (those without `input_ids`) with the model's renderer,
+        after setting `model.config.max_query_tokens` from the training set where it is unset. The eval examples keep
+        their `text` and label `path` with `eval_decoding`.
+        """
+
+        def is_raw(dataset) -> bool:
+            return dataset is not None and "input_ids" not in dataset.column_names
+
+        renderer = model.get_renderer(tokenizer)
+        if is_raw(train_dataset):
+            if model.config.max_query_tokens is None:
+                model.config.max_query_tokens = fit_query_budget(renderer, train_dataset, args.max_length)
+            train_dataset = tokenize_hierarchical(train_dataset, renderer, args.max_length)
+
+        def prepare_eval(dataset: datasets.Dataset) -> datasets.Dataset:
+            if not is_raw(dataset):
+                return dataset
+            return tokenize_hierarchical(dataset, renderer, args.max_length, keep_examples=args.eval_decoding)
+
+        if isinstance(eval_dataset, dict):
+            return train_dataset, {name: prepare_eval(dataset) for name, dataset in eval_dataset.items()}
+        return train_dataset, None if eval_dataset is None else prepare_eval(eval_dataset)
 
     def train(self, *args, **kwargs):
-        self._train_start, self._eval_seconds = time.perf_counter(), 0.0
+        self.clock = TrainingClock(start=time.perf_counter())
         return super().train(*args, **kwargs)
 
     def train_minutes(self) -> float:
         """Wall time since `train()` began, less the time spent evaluating (the clock stops during evaluations)."""
-        if self._train_start is None:
-            return 0.0
-        now = time.perf_counter() if self._eval_start is None else self._eval_start
-        return (now - self._train_start - self._eval_seconds) / 60
+        return self.clock.minutes()
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        """Adds `train_minutes` and each level's loss, a mean over all of the level's tokens since the last log (not
-        a mean of micro-batch means, which would weigh the tokens of a short micro-batch more)."""
+        """Adds each level's loss, a mean over all of the level's tokens since the last log (not a mean of
+        micro-batch means, which would weigh the tokens of a short micro-batch more), the number of training tokens
+        seen (`num_tokens`) and `train_minutes`."""
         mode = "train" if self.model.training else "eval"
         prefix = "eval_" if mode == "eval" else ""
-        level_losses = {}
-        for name, (level_sum, count) in self._level_totals[mode].items():
-            self._metrics[mode].pop(f"loss_{name}", None)
-            level_losses[f"{prefix}loss_{name}"] = level_sum / count
-        self._level_totals[mode].clear()
-        super().log({**logs, **level_losses, "train_minutes": round(self.train_minutes(), 3)}, *args, **kwargs)
+        level_means, seen = self.level_loss_window.pop(mode)
+        extra = {f"{prefix}loss_{name}": mean for name, mean in level_means.items()}
+        if seen:
+            extra[f"{prefix}num_tokens"] = float(self.num_train_tokens)
+        super().log({**logs, **extra, "train_minutes": round(self.train_minutes(), 3)}, *args, **kwargs)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        self._eval_start = time.perf_counter()
+        self.clock.eval_start = time.perf_counter()
         try:
             dataset = self.eval_dataset if eval_dataset is None else eval_dataset
             decoding = self.args.eval_decoding and not isinstance(dataset, dict)  # a dict: one set at a time
@@ -131,22 +211,20 @@ class HdLMSFTTrainer(SFTTrainer):
                 if not self.args.eval_loss:
                     self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         finally:
-            self._eval_seconds += time.perf_counter() - self._eval_start
-            self._eval_start = None
+            self.clock.eval_seconds += time.perf_counter() - self.clock.eval_start
+            self.clock.eval_start = None
         return metrics
 
     def decode_and_score(self, dataset) -> dict[str, float]:
         """Decode the examples of `dataset` (split across processes) and score their paths."""
         if "text" not in dataset.column_names or "path" not in dataset.column_names:
             raise ValueError(
-                "`eval_decoding` needs the eval examples' `text` and label `path`: tokenise the eval set with "
-                "`tokenize_hierarchical(..., keep_examples=True)`."
+                "`eval_decoding` needs the eval examples' `text` and label `path`: pass the raw eval set (the trainer "
+                "keeps them), or tokenise it with `tokenize_hierarchical(..., keep_examples=True)`."
             )
         count = len(dataset) if self.args.eval_decoding_max_samples is None else self.args.eval_decoding_max_samples
         indices = list(range(min(count, len(dataset))))
-        model = self.accelerator.unwrap_model(self.model)
-        if hasattr(model, "get_base_model"):  # PEFT
-            model = model.get_base_model()
+        model = self.hdlm_model
         was_training = model.training
         model.eval()
         with self.accelerator.split_between_processes(indices) as mine, self.autocast_smart_context_manager():
@@ -168,47 +246,77 @@ class HdLMSFTTrainer(SFTTrainer):
         TRL's draft, written at every checkpoint, would be left in `output_dir` by a run that stops early."""
 
     @property
+    def hdlm_model(self) -> HdLMForCausalLM:
+        """The trained [`HdLMForCausalLM`], without its accelerate or PEFT wrappers."""
+        model = self.accelerator.unwrap_model(self.model)
+        return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+    @property
     def hdlm_config(self):
         return self.accelerator.unwrap_model(self.model).config
 
-    def _set_signature_columns_if_needed(self):
-        if self._signature_columns is None:
-            self._signature_columns = ["input_ids", "attention_mask", "labels", "level_ids"]
+    def save_hdlm_model(self, output_dir: str | os.PathLike | None = None) -> torch.nn.Module | None:
+        """
+        Save the trained model (default: in `args.output_dir`) so that `AutoModel.from_pretrained(output_dir,
+        trust_remote_code=True)` needs nothing else. Call it on every process; returns the full model on the main
+        process (in `args.save_dtype`), None elsewhere.
+
+        A PEFT model is merged into a plain HdLM checkpoint unless `args.merge_adapters=False` (then only the adapter
+        is saved). Under FSDP or DeepSpeed the sharded weights are gathered (every rank takes part) and the main
+        process reloads the checkpoint it wrote. With a `save_dtype`, the weights are cast to it first (bfloat16
+        halves the checkpoint, and `AutoModel.from_pretrained` then loads it in bfloat16).
+        """
+        output_dir = str(self.args.output_dir if output_dir is None else output_dir)
+        dtype = self.args.resolved_save_dtype
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            self.save_model(output_dir)
+            self.accelerator.wait_for_everyone()
+            if not self.accelerator.is_main_process:
+                return None
+            model = HdLMForCausalLM.from_pretrained(output_dir, dtype=dtype or "auto")
+            if dtype is not None:
+                model.save_pretrained(output_dir)
+            return model
+        if not self.accelerator.is_main_process:
+            return None
+        model = self.model
+        if self.args.merge_adapters and hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        if dtype is not None:
+            model = model.to(dtype)
+        os.makedirs(output_dir, exist_ok=True)
+        model.save_pretrained(output_dir)
+        self.processing_class.save_pretrained(output_dir)
+        return model
 
     def get_batch_samples(
         self, epoch_iterator: Iterator, num_batches: int, device: torch.device
     ) -> tuple[list, torch.Tensor | int | None]:
+        """Also counts each level's tokens over the optimizer step's micro-batches, on every process."""
         batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
         num_levels = self.hdlm_config.num_levels
         counts = sum((level_token_counts(batch, num_levels) for batch in batch_samples), torch.zeros(num_levels))
         counts = counts.to(device)
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             counts = self.accelerator.gather(counts[None]).sum(0)
-        self._num_items_in_level = counts
+        self.step_level_token_counts = counts
         return batch_samples, num_items_in_batch
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
         config = self.hdlm_config
-        num_items_in_level = self._num_items_in_level if mode == "train" and num_items_in_batch is not None else None
-        outputs = model(**inputs, use_cache=False, logits_to_keep=1, num_items_in_level=num_items_in_level)
-        loss = outputs.loss
-        if self.args.average_tokens_across_devices and num_items_in_level is not None:
-            # Each level is already averaged over every rank's tokens, and DDP averages the gradients.
-            loss = loss * self.accelerator.num_processes
+        outputs = model(**inputs, use_cache=False, logits_to_keep=1)
+        loss = outputs.loss  # this batch's own token means: evaluation, or a step of one micro-batch
+        if mode == "train" and num_items_in_batch is not None:
+            # Each level over all of its tokens in the optimizer step, on every process
+            level_losses = outputs.level_loss_sums / self.step_level_token_counts.clamp(min=1)
+            loss = (level_losses.new_tensor(config.level_loss_weights) * level_losses).sum()
+            if self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes  # DDP averages the gradients over the processes
 
-        local_counts = level_token_counts(inputs, config.num_levels).to(outputs.level_losses.dtype)
-        denominators = local_counts.clamp(min=1) if num_items_in_level is None else num_items_in_level
-        sums = self.accelerator.gather_for_metrics((outputs.level_losses.detach() * denominators)[None]).sum(0)
-        counts = self.accelerator.gather_for_metrics(local_counts[None]).sum(0)
-        for name, level_sum, count in zip(config.level_names, sums.tolist(), counts.tolist()):
-            if count:
-                self._metrics[mode][f"loss_{name}"].append(level_sum / count)  # this micro-batch's (bench/ reads it)
-                totals = self._level_totals[mode].setdefault(name, [0.0, 0.0])
-                totals[0] += level_sum
-                totals[1] += count
+        sums = self.accelerator.gather_for_metrics(outputs.level_loss_sums.detach()[None]).sum(0)
+        counts = self.accelerator.gather_for_metrics(outputs.level_token_counts[None]).sum(0)
+        self.level_loss_window.add(mode, config.level_names, sums.tolist(), counts.tolist())
         if mode == "train":
-            tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
-            self._total_train_tokens += tokens
-        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            self.num_train_tokens += self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
         return (loss, outputs) if return_outputs else loss
