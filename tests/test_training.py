@@ -18,6 +18,8 @@ from transformers import AutoTokenizer
 from hdlm.data import HierarchicalDataError
 from hdlm.training import (
     DataCollatorForHierarchicalLM,
+    HdLMSFTConfig,
+    HdLMSFTTrainer,
     default_level_layers,
     resolve_resume_checkpoint,
     tokenize_hierarchical,
@@ -286,6 +288,43 @@ def test_bad_data_stops_before_anything_is_written(bad_row, match, task, tmp_pat
     with pytest.raises(HierarchicalDataError, match=rf"bad\.jsonl, line {len(rows)}.*{match}"):
         main(*make_parser().parse_args_and_config(args=args))
     assert not output_dir.exists()
+
+
+# -- the trainer's loss bookkeeping ------------------------------------------------------------------------------
+
+
+def test_level_losses_are_logged_as_token_means_over_the_logging_window(tokenizer, tmp_path):
+    """Two optimizer steps of 2 micro-batches of 3 raw rows, logged once (`logging_steps=2`): `loss_<level>` is the
+    mean over all of the window's tokens of that level, computed here from each row alone, not a mean of
+    micro-batch means (the rows hold different numbers of tokens). Learning rate 0 keeps the model fixed, and the
+    window holds the whole epoch, so the order the rows are drawn in does not matter."""
+    model = tiny_hdlm("llama", tokenizer)
+    args = HdLMSFTConfig(
+        output_dir=str(tmp_path), use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none",
+        per_device_train_batch_size=3, gradient_accumulation_steps=2, learning_rate=0.0, max_steps=2,
+        logging_steps=2, save_strategy="no", seed=0,
+    )  # fmt: skip
+    trainer = HdLMSFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(synthetic_rows(12)), processing_class=tokenizer
+    )
+    assert model.config.max_query_tokens is not None  # fitted to `max_length` from the raw rows
+    trainer.train()
+    [logs] = [entry for entry in trainer.state.log_history if "loss_topic" in entry]
+
+    rows = [
+        {key: torch.tensor([row[key]]) for key in ("input_ids", "labels", "level_ids")}
+        for row in trainer.train_dataset
+    ]
+    with torch.no_grad():
+        outputs = [model.eval()(**row) for row in rows]
+    sums = sum(output.level_loss_sums for output in outputs)
+    counts = sum(output.level_token_counts for output in outputs)
+    row_means = torch.stack([output.level_losses for output in outputs]).mean(0)
+    for level, name in enumerate(["topic", "subtopic"]):
+        token_mean = (sums[level] / counts[level]).item()
+        assert logs[f"loss_{name}"] == pytest.approx(token_mean, rel=1e-9), name
+        assert abs(row_means[level].item() - token_mean) > 1e-6, name  # the two means differ on these rows
+    assert logs["num_tokens"] == sum(row["input_ids"].numel() for row in rows)
 
 
 # -- real training runs -----------------------------------------------------------------------------------------------
