@@ -66,6 +66,7 @@ def test_recipe_levels_make_a_valid_hdlm_of_its_base(path: Path) -> None:
     level_layers = hdlm_args.level_layers or default_level_layers(num_layers, num_levels)
     if hdlm_args.mode == "sft_at_k":
         level_layers = [num_layers] * num_levels
+    options = ("level_loss_weights", "head_init", "label_head_vocabulary", "label_loss", "max_query_tokens")
     config = HdLMConfig(
         text_config=LlamaConfig(
             num_hidden_layers=num_layers, hidden_size=8, intermediate_size=8, num_attention_heads=1
@@ -73,12 +74,8 @@ def test_recipe_levels_make_a_valid_hdlm_of_its_base(path: Path) -> None:
         level_layers=level_layers,
         level_names=script_args.level_names,
         level_kinds=script_args.level_kinds,
-        level_loss_weights=hdlm_args.level_loss_weights,
-        head_init=hdlm_args.head_init,
-        label_head_vocabulary=hdlm_args.label_head_vocabulary,
-        label_loss=hdlm_args.label_loss,
-        max_query_tokens=hdlm_args.max_query_tokens,
         query_truncation_side=hdlm_args.query_truncation_side,
+        **{name: getattr(hdlm_args, name) for name in options},
     )
     assert config.num_levels == num_levels
     if training_args.freeze_below_layer is not None:

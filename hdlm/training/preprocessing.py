@@ -105,6 +105,13 @@ def tokenize_hierarchical(
         num_proc=num_proc,
         desc="Rendering and tokenising",
     )
+    log_cuts(tokenized, budget, max_length)
+    return tokenized.remove_columns(["truncated", "shortened", "unknown"])
+
+
+def log_cuts(tokenized: datasets.Dataset, budget: int | None, max_length: int | None) -> None:
+    """Warn of the examples `tokenize_hierarchical` cut or left without loss (its `truncated`, `shortened` and
+    `unknown` columns)."""
     num_truncated, num_shortened = sum(tokenized["truncated"]), sum(tokenized["shortened"])
     if num_unknown := sum(tokenized["unknown"]):
         logger.warning(
@@ -122,4 +129,3 @@ def tokenize_hierarchical(
             f"{num_shortened} of them have answers too long for `max_length={max_length}` with that budget: their "
             f"query was cut further. Raise `max_length` or lower `max_query_tokens` to keep them whole."
         )
-    return tokenized.remove_columns(["truncated", "shortened", "unknown"])
