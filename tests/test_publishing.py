@@ -1,7 +1,8 @@
 """
-Publishing to the Hub without a network: the staged repository (contents, card metadata, remote loading in a fresh
-process) and the upload through the real huggingface_hub client against a fake Hub at the HTTP level (its transport
-is an `httpx2.MockTransport`; no huggingface_hub function is replaced). Real Hub uploads are not exercised here.
+Publishing to the Hub without a network: the repository's files (contents, card metadata) and the upload through the
+real huggingface_hub client against a fake Hub at the HTTP level (its transport is an `httpx2.MockTransport`; no
+huggingface_hub function is replaced), down to loading what the Hub received in a fresh process. Real Hub uploads
+are not exercised here.
 """
 
 import base64
@@ -30,7 +31,7 @@ from test_training import synthetic_rows, train_args, write_jsonl
 import train_hdlm
 from hdlm.evaluation.report import write_evaluation
 from hdlm.evaluation.runner import evaluate_model
-from hdlm.publishing import build_model_card, publish, repo_files, stage_for_hub
+from hdlm.publishing import build_model_card, publish, repo_files
 from publish_hdlm import PublishArguments, make_parser
 from publish_hdlm import main as publish_main
 
@@ -105,15 +106,14 @@ def files_under(directory: Path) -> set[str]:
     return {path.relative_to(directory).as_posix() for path in directory.rglob("*") if path.is_file()}
 
 
-# -- staging ------------------------------------------------------------------------------------------------------
+# -- the repository's files ---------------------------------------------------------------------------------------
 
 
-def test_stage_keeps_what_a_model_repository_needs_and_no_pickle(trained, tmp_path):
+def test_repo_files_keep_what_a_model_repository_needs_and_no_pickle(trained):
     before = snapshot(trained.output_dir)
-    staged = stage_for_hub(trained.output_dir, tmp_path / "staged")
+    files = repo_files(trained.output_dir)
 
-    assert files_under(tmp_path / "staged") == set(staged)
-    assert set(staged) == files_under(trained.output_dir) - TRAINER_LEFTOVERS
+    assert set(files) == files_under(trained.output_dir) - TRAINER_LEFTOVERS
     assert {
         "config.json",
         "configuration_hdlm.py",
@@ -126,45 +126,16 @@ def test_stage_keeps_what_a_model_repository_needs_and_no_pickle(trained, tmp_pa
         "eval/predictions.jsonl",
         "eval/per_level_scores.png",
         "eval/confusion_level_1.png",
-    } <= set(staged)
-    assert not [name for name in staged if name.endswith(PICKLE_SUFFIXES) or name.startswith("checkpoint-")]
-    for name in staged:
-        assert (tmp_path / "staged" / name).read_bytes() == (trained.output_dir / name).read_bytes(), name
+    } <= set(files)
+    assert not [name for name in files if name.endswith(PICKLE_SUFFIXES) or name.startswith("checkpoint-")]
 
-    config = json.loads((tmp_path / "staged" / "config.json").read_text())
+    config = json.loads((trained.output_dir / "config.json").read_text())
     assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM"}
-    card = ModelCard.load(tmp_path / "staged" / "README.md")
+    card = ModelCard.load(trained.output_dir / "README.md")
     results = {result.metric_type: result.metric_value for result in card.data.eval_results}
-    metrics = json.loads((tmp_path / "staged" / "eval" / "metrics.json").read_text())
+    metrics = json.loads((trained.output_dir / "eval" / "metrics.json").read_text())
     assert results and results["path_accuracy"] == round(100 * metrics["path_accuracy"], 2)
     assert snapshot(trained.output_dir) == before
-
-
-def test_staged_folder_loads_in_a_fresh_process_with_identical_predictions(trained, tmp_path):
-    stage_for_hub(trained.output_dir, tmp_path / "staged")
-    script = (
-        "import json, sys\n"
-        "from transformers import AutoModel, AutoTokenizer\n"
-        "model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
-        "assert type(model).__module__.startswith('transformers_modules'), type(model).__module__\n"
-        "tokenizer = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
-        "outputs = model.generate_hierarchical(json.loads(sys.argv[2]), tokenizer)\n"
-        "print(json.dumps([[o.path, [level.token_ids for level in o.levels]] for o in outputs]))\n"
-    )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    env.pop("PYTHONPATH", None)
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "staged"), json.dumps(TEXTS)],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == trained.predictions
 
 
 def _drop_auto_map(output_dir: Path) -> None:
@@ -192,17 +163,6 @@ BREAKAGES = {
     ),
     "card without metadata": (lambda d: (d / "README.md").write_text("# Card\n"), r"README\.md has no YAML metadata"),
 }
-
-
-@pytest.mark.parametrize("breakage", list(BREAKAGES))
-def test_stage_names_the_missing_piece_and_stages_nothing(breakage, trained, tmp_path):
-    output_dir = tmp_path / "tiny-hdlm"
-    shutil.copytree(trained.output_dir, output_dir)
-    damage, message = BREAKAGES[breakage]
-    damage(output_dir)
-    with pytest.raises(ValueError, match=message):
-        stage_for_hub(output_dir, tmp_path / "staged")
-    assert not (tmp_path / "staged").exists()
 
 
 # -- uploading through the real client against a fake Hub ---------------------------------------------------------
@@ -324,24 +284,34 @@ def fake_hub(monkeypatch) -> Iterator[FakeHub]:
         huggingface_hub.set_client_factory(default_client_factory)
 
 
-def check_commit(hub: FakeHub, output_dir: Path, staged: set[str]) -> list[dict]:
-    """The single commit lists every staged file, with the bytes of `output_dir`; returns its operations."""
+def committed_files(hub: FakeHub) -> tuple[dict[str, bytes], list[dict]]:
+    """The single commit's files with the bytes the Hub received (LFS objects included), and its operations."""
     [(_, _, lines)] = hub.commits
     header, operations = lines[0], lines[1:]
     assert header["key"] == "header"
-    assert {op["value"]["path"] for op in operations} == staged
+    files = {}
     for op in operations:
-        content = (output_dir / op["value"]["path"]).read_bytes()
         if op["key"] == "lfsFile":
-            assert op["value"]["oid"] == hashlib.sha256(content).hexdigest()
-            assert hub.lfs_objects[op["value"]["oid"]] == content
+            files[op["value"]["path"]] = hub.lfs_objects[op["value"]["oid"]]
+            assert op["value"]["oid"] == hashlib.sha256(files[op["value"]["path"]]).hexdigest()
         else:
-            assert op["key"] == "file" and base64.b64decode(op["value"]["content"]) == content
+            assert op["key"] == "file"
+            files[op["value"]["path"]] = base64.b64decode(op["value"]["content"])
+    return files, operations
+
+
+def check_commit(hub: FakeHub, output_dir: Path, expected: set[str]) -> list[dict]:
+    """The single commit holds exactly the `expected` files, with the bytes of `output_dir`; returns its operations."""
+    files, operations = committed_files(hub)
+    assert set(files) == expected
+    for path, content in files.items():
+        assert content == (output_dir / path).read_bytes(), path
     return operations
 
 
-def test_publish_uploads_the_staged_repository_in_one_commit(trained, fake_hub):
-    staged = set(repo_files(trained.output_dir))
+def test_publish_uploads_the_repository_files_in_one_commit(trained, fake_hub):
+    expected = set(repo_files(trained.output_dir))
+    before, siblings = snapshot(trained.output_dir), sorted(trained.output_dir.parent.iterdir())
     url = publish(trained.output_dir, "fake-user/tiny-hdlm", revision="v1", token=TOKEN, commit_message="Release v1")
 
     assert url == f"{constants.ENDPOINT}/fake-user/tiny-hdlm/commit/" + url.rsplit("/", 1)[-1]
@@ -355,10 +325,55 @@ def test_publish_uploads_the_staged_repository_in_one_commit(trained, fake_hub):
     assert fake_hub.branches == [("fake-user/tiny-hdlm", "v1")]
     assert [(repo, revision) for repo, revision, _ in fake_hub.commits] == [("fake-user/tiny-hdlm", "v1")]
     assert fake_hub.commits[0][2][0]["value"]["summary"] == "Release v1"
-    operations = check_commit(fake_hub, trained.output_dir, staged)
+    operations = check_commit(fake_hub, trained.output_dir, expected)
     lfs = {op["value"]["path"] for op in operations if op["key"] == "lfsFile"}
-    assert lfs == {name for name in staged if name.endswith((".safetensors", ".png"))} and uploads == len(lfs)
-    assert not list(trained.output_dir.parent.glob(".tiny-hdlm-hub-*")), "the staging folder is removed"
+    assert lfs == {name for name in expected if name.endswith((".safetensors", ".png"))} and uploads == len(lfs)
+    assert snapshot(trained.output_dir) == before and sorted(trained.output_dir.parent.iterdir()) == siblings
+
+
+def test_published_repository_loads_in_a_fresh_process_with_identical_predictions(trained, fake_hub, tmp_path):
+    publish(trained.output_dir, "fake-user/tiny-hdlm", token=TOKEN)
+    files, _ = committed_files(fake_hub)
+    repository = tmp_path / "downloaded"
+    for path, content in files.items():  # what a download of the repository would hold
+        (repository / path).parent.mkdir(parents=True, exist_ok=True)
+        (repository / path).write_bytes(content)
+    script = (
+        "import json, sys\n"
+        "from transformers import AutoModel, AutoTokenizer\n"
+        "model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
+        "assert type(model).__module__.startswith('transformers_modules'), type(model).__module__\n"
+        "tokenizer = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
+        "outputs = model.generate_hierarchical(json.loads(sys.argv[2]), tokenizer)\n"
+        "print(json.dumps([[o.path, [level.token_ids for level in o.levels]] for o in outputs]))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(repository), json.dumps(TEXTS)],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == trained.predictions
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES))
+def test_publish_names_the_missing_piece_and_sends_nothing(breakage, trained, fake_hub, tmp_path):
+    output_dir = tmp_path / "tiny-hdlm"
+    shutil.copytree(trained.output_dir, output_dir)
+    damage, message = BREAKAGES[breakage]
+    damage(output_dir)
+    with pytest.raises(ValueError, match=message):
+        repo_files(output_dir)
+    with pytest.raises(ValueError, match=message):
+        publish(output_dir, "fake-user/tiny-hdlm", token=TOKEN)
+    assert fake_hub.calls == []
 
 
 def test_failed_commit_names_the_repository_and_leaves_the_output_directory_alone(trained, fake_hub):
@@ -372,7 +387,7 @@ def test_failed_commit_names_the_repository_and_leaves_the_output_directory_alon
 
 
 @pytest.mark.parametrize("case", ["HF_HUB_OFFLINE=1", "offline at import", "no token"])
-def test_offline_or_missing_token_stops_before_staging_or_any_request(case, fake_hub, monkeypatch, tmp_path):
+def test_offline_or_missing_token_stops_before_any_request(case, fake_hub, monkeypatch, tmp_path):
     expected, message, token = OfflineModeIsEnabled, "offline mode is on", TOKEN
     if case == "no token":
         expected, message, token = LocalTokenNotFoundError, "hf auth login", None

@@ -1,6 +1,6 @@
 """
 Publishing a trained HdLM to the Hugging Face Hub: the checkpoint, its remote code, the model card and the evaluation
-results, checked, staged and uploaded in a single commit.
+results, checked and uploaded in a single commit.
 
 `PreTrainedModel.push_to_hub` writes its own model card over ours, and the Trainer's pushes upload whatever lies in
 `output_dir` (pickled optimizer states included), so neither is used.
@@ -9,8 +9,6 @@ results, checked, staged and uploaded in a single commit.
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import httpx2
@@ -142,27 +140,6 @@ def repo_files(output_dir: str | Path) -> list[str]:
     return sorted(path.relative_to(output_dir).as_posix() for path in files)
 
 
-def stage_for_hub(output_dir: str | Path, staging_dir: str | Path) -> list[str]:
-    """
-    Check `output_dir` (see `repo_files`) and place what belongs in its model repository into `staging_dir`, which
-    must be new or empty. Files are hard-linked where the file system allows it, copied otherwise; `output_dir` is
-    only read. Returns the staged paths, relative to `staging_dir`.
-    """
-    output_dir, staging_dir = Path(output_dir), Path(staging_dir)
-    files = repo_files(output_dir)
-    if staging_dir.exists() and any(staging_dir.iterdir()):
-        raise ValueError(f"{staging_dir} is not empty: stage into a new folder, so that nothing stale is uploaded.")
-    for name in files:
-        source, target = output_dir / name, staging_dir / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(source, target)
-        except OSError:
-            shutil.copy2(source, target)
-    logger.info(f"Staged {len(files)} files of {output_dir} for the Hub: {', '.join(files)}")
-    return files
-
-
 def publish(
     output_dir: str | Path,
     repo_id: str,
@@ -176,34 +153,33 @@ def publish(
     Publish the trained HdLM in `output_dir` to the model repository `repo_id` (created if needed; a name without a
     namespace goes to the token's user) in one commit, on branch `revision` (created if needed) or `main`.
 
-    Offline mode and a missing token are reported before anything else is done. The upload goes through a staging
-    folder beside `output_dir`, removed afterwards; `output_dir` is never modified. Returns the commit URL.
+    Offline mode and a missing token are reported before anything else is done. The files of `repo_files` are
+    uploaded from where they lie; `output_dir` is never modified. Returns the commit URL.
     """
     token = require_hub_access(token)
     output_dir = _existing_dir(output_dir)
+    files = repo_files(output_dir)
     api = HfApi(token=token)
-    with tempfile.TemporaryDirectory(prefix=f".{output_dir.name}-hub-", dir=output_dir.resolve().parent) as staging:
-        files = stage_for_hub(output_dir, staging)
-        operations = [CommitOperationAdd(name, path_or_fileobj=str(Path(staging, name))) for name in files]
-        step = "creating the repository"
-        try:
-            repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-            if revision is not None and revision != constants.DEFAULT_REVISION:
-                step = f"creating the branch {revision!r}"
-                api.create_branch(repo_id, branch=revision, exist_ok=True)
-            step = f"uploading {len(files)} files in one commit"
-            # `create_commit`, not `upload_folder`: with hf_xet installed the latter may split a folder into several
-            # commits, and a repository must never show a checkpoint without its card.
-            commit = api.create_commit(
-                repo_id,
-                operations,
-                commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
-                revision=revision,
-            )
-        except (HfHubHTTPError, httpx2.TransportError) as err:
-            raise RuntimeError(
-                f"Publishing {output_dir} to the Hub repository {repo_id!r} failed while {step}: {err}\n"
-                f"Nothing in {output_dir} was changed; fix the cause and run `publish_hdlm.py` again."
-            ) from err
+    operations = [CommitOperationAdd(name, path_or_fileobj=output_dir / name) for name in files]
+    step = "creating the repository"
+    try:
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        if revision is not None and revision != constants.DEFAULT_REVISION:
+            step = f"creating the branch {revision!r}"
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        step = f"uploading {len(files)} files in one commit"
+        # `create_commit`, not `upload_folder`: with hf_xet installed the latter may split a folder into several
+        # commits, and a repository must never show a checkpoint without its card.
+        commit = api.create_commit(
+            repo_id,
+            operations,
+            commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
+            revision=revision,
+        )
+    except (HfHubHTTPError, httpx2.TransportError) as err:
+        raise RuntimeError(
+            f"Publishing {output_dir} to the Hub repository {repo_id!r} failed while {step}: {err}\n"
+            f"Nothing in {output_dir} was changed; fix the cause and run `publish_hdlm.py` again."
+        ) from err
     logger.info(f"Published {output_dir} to {repo_id}: {commit.commit_url}")
     return commit.commit_url
