@@ -8,16 +8,64 @@ import math
 import numbers
 import operator
 import string
+from collections.abc import Sequence
 from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 LEVEL_KINDS = ("label", "text")
+"""The kinds a level can have: a class of the taxonomy (`"label"`), or free text (`"text"`)."""
 HEAD_INITS = ("copy", "random", "shared")
 LABEL_HEAD_VOCABULARIES = ("labels", "full")
 LABEL_LOSSES = ("constrained", "full")
 TRUNCATION_SIDES = ("right", "left")
+
+
+def default_level_names(num_levels: int) -> list[str]:
+    """The level names used when none are given: `["level_1", ..., "level_<num_levels>"]`."""
+    return [f"level_{level}" for level in range(1, num_levels + 1)]
+
+
+def default_level_kinds(num_levels: int) -> list[str]:
+    """The level kinds used when none are given: every level is a label."""
+    return ["label"] * num_levels
+
+
+def misplaced_label_level(level_kinds: Sequence[str]) -> int | None:
+    """The 0-based index of the first label level that follows a text level (a label cannot follow free text), or
+    `None` when label levels come first."""
+    kinds = list(level_kinds)
+    first_text = kinds.index("text") if "text" in kinds else len(kinds)
+    return next((index for index in range(first_text, len(kinds)) if kinds[index] == "label"), None)
+
+
+class LabelTree:
+    """
+    The rule that the labels of a taxonomy form a tree: a label (at its level) has one parent.
+
+    Paths are added one at a time; each label remembers the parent it was first seen under and an `origin` given with
+    that path (a line number, say), so that callers can word a conflict with their own context.
+    """
+
+    def __init__(self) -> None:
+        self.parent_of: dict[tuple[int, str], tuple[str, Any]] = {}
+
+    def add(self, path: Sequence[str | None], origin: Any = None) -> list[tuple[int, str, str, Any]]:
+        """
+        Record the parent -> child edges of `path` (coarsest first; a `None` entry is a level outside the taxonomy,
+        such as free text, with no parent and no child) and return its conflicts: `(level, label, first_parent,
+        first_origin)` for each label (0-based `level`) already seen under another parent.
+        """
+        conflicts = []
+        for level in range(1, len(path)):
+            parent, label = path[level - 1], path[level]
+            if parent is None or label is None:
+                continue
+            first_parent, first_origin = self.parent_of.setdefault((level, label), (parent, origin))
+            if first_parent != parent:
+                conflicts.append((level, label, first_parent, first_origin))
+        return conflicts
 
 
 class HdLMConfig(PreTrainedConfig):
@@ -119,9 +167,9 @@ class HdLMConfig(PreTrainedConfig):
         ]
         num_levels = len(self.level_layers)
         if self.level_names is None:
-            self.level_names = [f"level_{d}" for d in range(1, num_levels + 1)]
+            self.level_names = default_level_names(num_levels)
         if self.level_kinds is None:
-            self.level_kinds = ["label"] * num_levels
+            self.level_kinds = default_level_kinds(num_levels)
         if self.level_loss_weights is None:
             self.level_loss_weights = [1.0] * num_levels
         self.level_names = _as_list("`level_names`", self.level_names, '["topic", "subtopic"]')
@@ -210,8 +258,7 @@ class HdLMConfig(PreTrainedConfig):
             raise ValueError(f"`level_names` must be distinct non-empty strings, got {names!r}.")
         if any(kind not in LEVEL_KINDS for kind in self.level_kinds):
             raise ValueError(f"`level_kinds` entries must be one of {LEVEL_KINDS}, got {self.level_kinds!r}.")
-        kinds = self.level_kinds
-        if "text" in kinds and "label" in kinds[kinds.index("text") :]:
+        if misplaced_label_level(self.level_kinds) is not None:
             raise ValueError(
                 f"`level_kinds` must list label levels before text levels (a label cannot follow free text), "
                 f"got {self.level_kinds!r}."
@@ -281,20 +328,18 @@ class HdLMConfig(PreTrainedConfig):
         depth = self.num_label_levels
         if depth == 0:
             raise ValueError("`taxonomy` was given but `level_kinds` has no label level; drop it or add one.")
-        parent_of: dict[tuple[int, str], str | None] = {}
+        tree = LabelTree()
         for path in self.taxonomy:
             if len(path) != depth or not all(isinstance(label, str) and label.strip() for label in path):
                 raise ValueError(
                     f"`taxonomy` paths must hold {depth} non-empty strings (one per label level), got {path!r}."
                 )
-            for level, label in enumerate(path):
-                parent = path[level - 1] if level else None
-                known = parent_of.setdefault((level, label), parent)
-                if known != parent:
-                    raise ValueError(
-                        f"`taxonomy` label {label!r} at level {level + 1} appears under two parents, "
-                        f"{known!r} and {parent!r}; labels must form a tree (rename one of them)."
-                    )
+            if conflicts := tree.add(path):
+                level, label, known, _ = conflicts[0]
+                raise ValueError(
+                    f"`taxonomy` label {label!r} at level {level + 1} appears under two parents, "
+                    f"{known!r} and {path[level - 1]!r}; labels must form a tree (rename one of them)."
+                )
 
     def _validate_taxonomy_token_ids(self) -> None:
         token_ids = self.taxonomy_token_ids
@@ -351,4 +396,11 @@ def _weight(value: Any) -> float:
 
 HdLMConfig.register_for_auto_class()
 
-__all__ = ["HdLMConfig"]
+__all__ = [
+    "LEVEL_KINDS",
+    "HdLMConfig",
+    "LabelTree",
+    "default_level_kinds",
+    "default_level_names",
+    "misplaced_label_level",
+]

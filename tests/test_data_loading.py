@@ -65,9 +65,10 @@ def as_columns(dataset: datasets.Dataset) -> dict[str, list]:
     return {name: list(dataset[name]) for name in dataset.column_names}
 
 
-def error_of(path: Path, **kwargs) -> str:
+def error_of(path: Path, load=load_hierarchical_dataset, **kwargs) -> str:
+    """The message of the `HierarchicalDataError` that `load(path, **kwargs)` raises."""
     with pytest.raises(HierarchicalDataError) as info:
-        load_hierarchical_dataset(path, **kwargs)
+        load(path, **kwargs)
     return str(info.value)
 
 
@@ -443,10 +444,7 @@ def test_wos_errors(tmp_path: Path) -> None:
     lines = wos_lines(10)
     lines[3] = lines[3].replace("\tAbstract", " Abstract")
     lines[5] = lines[5].replace("\tMedical  \t", "\t \t")
-    path = write_wos(tmp_path / "Data.txt", lines)
-    with pytest.raises(HierarchicalDataError) as info:
-        load_wos_data_txt(path)
-    message = str(info.value)
+    message = error_of(write_wos(tmp_path / "Data.txt", lines), load_wos_data_txt)
     assert "Data.txt: 2 problems found:" in message
     assert "Data.txt, line 5: expected 7 tab-separated fields" in message
     assert "Data.txt, line 7, field 'Domain' (level 1): empty label" in message
@@ -489,9 +487,7 @@ def test_dbpedia_csv(tmp_path: Path) -> None:
     rows.append(["A fourth row.", "Place", "", "Mountain"])
     rows.append(["A fifth row.", "Agent", "Writer", "Mountain"])
     bad = write_csv(tmp_path / "DBPEDIA_bad.csv", ["text", "l1", "l2", "l3"], rows)
-    with pytest.raises(HierarchicalDataError) as info:
-        load_dbpedia_csv(bad)
-    message = str(info.value)
+    message = error_of(bad, load_dbpedia_csv)
     assert "DBPEDIA_bad.csv, line 6, field 'l2' (level 2): empty label" in message
     assert "line 7, field 'l3' (level 3): taxonomy conflict: label 'Mountain' appears under two parents: " in message
     assert "'NaturalPlace' (line 4) and 'Writer' (line 7)" in message

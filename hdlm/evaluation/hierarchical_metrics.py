@@ -137,6 +137,87 @@ def _path_scores(predictions: list[LabelPath], references: list[LabelPath]) -> d
     }
 
 
+def _checked_pairs(
+    predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]
+) -> tuple[list[LabelPath], list[LabelPath]]:
+    """The predicted and reference paths as tuples, checked: one prediction per reference, at least one reference."""
+    predictions = check_label_paths(predictions, "predictions", allow_empty=True)
+    references = check_label_paths(references, "references", allow_empty=False)
+    if not references:
+        raise ValueError("`references` is empty: there is nothing to evaluate.")
+    if len(predictions) != len(references):
+        raise ValueError(f"`predictions` and `references` differ in length: {len(predictions)} != {len(references)}.")
+    return predictions, references
+
+
+def _label_graph(
+    references: list[LabelPath], taxonomy: Sequence[Sequence[str]] | None
+) -> tuple[set[Label] | None, set[Edge]]:
+    """The labels of `taxonomy` (None without one) and the parent -> child edges of the label graph: the taxonomy's,
+    or without one the references'. Every reference must be a path of the taxonomy."""
+    if taxonomy is None:
+        return None, _union(path_edges(reference) for reference in references)
+    taxonomy_paths = check_label_paths(taxonomy, "taxonomy", allow_empty=False)
+    if not taxonomy_paths:
+        raise ValueError("`taxonomy` is empty: pass None to derive the label graph from the references.")
+    taxonomy_labels = _union(path_labels(path) for path in taxonomy_paths)
+    graph_edges = _union(path_edges(path) for path in taxonomy_paths)
+    for index, reference in enumerate(references):
+        if not path_labels(reference) <= taxonomy_labels or not path_edges(reference) <= graph_edges:
+            raise ValueError(f"`references[{index}]` is not a path of the taxonomy: {list(reference)!r}.")
+    return taxonomy_labels, graph_edges
+
+
+class _LabelBinarizer:
+    """Label sets as multi-label indicator rows over a fixed, sorted set of labels."""
+
+    def __init__(self, labels: set[Label]) -> None:
+        self.ids = {label: index for index, label in enumerate(sorted(labels))}
+        self.binarizer = MultiLabelBinarizer(classes=list(range(len(self.ids)))).fit([])
+
+    def __call__(self, label_sets: list[set[Label]]) -> np.ndarray:
+        return self.binarizer.transform([[self.ids[label] for label in labels] for labels in label_sets])
+
+
+def _flat_scores(
+    binarize: _LabelBinarizer,
+    true_sets: list[set[Label]],
+    pred_sets: list[set[Label]],
+    taxonomy_labels: set[Label] | None,
+) -> dict[str, float]:
+    """Micro F1 over all labels, and macro F1 over the taxonomy's labels (without one: every label seen)."""
+    y_true, y_pred = binarize(true_sets), binarize(pred_sets)
+    macro_labels = [binarize.ids[label] for label in (binarize.ids if taxonomy_labels is None else taxonomy_labels)]
+    return {
+        "flat_micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "flat_macro_f1": float(f1_score(y_true, y_pred, labels=macro_labels, average="macro", zero_division=0)),
+    }
+
+
+def _hierarchical_scores(
+    binarize: _LabelBinarizer, true_sets: list[set[Label]], pred_sets: list[set[Label]], graph_edges: set[Edge]
+) -> dict[str, float]:
+    """Micro precision, recall and F1 over the label sets augmented with all their ancestors in the label graph."""
+    parents: dict[Label, set[Label]] = {}
+    for parent, child in graph_edges:
+        parents.setdefault(child, set()).add(parent)
+
+    def augment(labels: set[Label]) -> set[Label]:
+        return labels | _union(_ancestors(label, parents) for label in labels)
+
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        binarize([augment(labels) for labels in true_sets]),
+        binarize([augment(labels) for labels in pred_sets]),
+        average="micro",
+        zero_division=0,
+    )
+    return {
+        "hierarchical_precision": float(precision),
+        "hierarchical_recall": float(recall),
+        "hierarchical_f1": float(f1),
+    }
+
+
 def compute_hierarchical_metrics(
     predictions: Sequence[Sequence[str]],
     references: Sequence[Sequence[str]],
@@ -198,63 +279,17 @@ def compute_hierarchical_metrics(
         ValueError: On a path that is not a list of strings, an empty reference path, no references at all,
             `predictions` and `references` of different lengths, or a reference that is not a path of `taxonomy`.
     """
-    predictions = check_label_paths(predictions, "predictions", allow_empty=True)
-    references = check_label_paths(references, "references", allow_empty=False)
-    if not references:
-        raise ValueError("`references` is empty: there is nothing to evaluate.")
-    if len(predictions) != len(references):
-        raise ValueError(f"`predictions` and `references` differ in length: {len(predictions)} != {len(references)}.")
-
-    if taxonomy is None:
-        taxonomy_labels: set[Label] = set()
-        graph_edges = _union(path_edges(reference) for reference in references)
-    else:
-        taxonomy_paths = check_label_paths(taxonomy, "taxonomy", allow_empty=False)
-        if not taxonomy_paths:
-            raise ValueError("`taxonomy` is empty: pass None to derive the label graph from the references.")
-        taxonomy_labels = _union(path_labels(path) for path in taxonomy_paths)
-        graph_edges = _union(path_edges(path) for path in taxonomy_paths)
-        for index, reference in enumerate(references):
-            if not path_labels(reference) <= taxonomy_labels or not path_edges(reference) <= graph_edges:
-                raise ValueError(f"`references[{index}]` is not a path of the taxonomy: {list(reference)!r}.")
+    predictions, references = _checked_pairs(predictions, references)
+    taxonomy_labels, graph_edges = _label_graph(references, taxonomy)
 
     metrics: dict[str, float] = {}
     for level in range(1, max(len(reference) for reference in references) + 1):
         metrics.update(_level_scores(predictions, references, level))
-
     true_sets = [path_labels(reference) for reference in references]
     pred_sets = [path_labels(prediction) for prediction in predictions]
-    label_ids = {label: index for index, label in enumerate(sorted(taxonomy_labels | _union(true_sets + pred_sets)))}
-    binarizer = MultiLabelBinarizer(classes=list(range(len(label_ids)))).fit([])
-
-    def binarize(label_sets: list[set[Label]]) -> np.ndarray:
-        return binarizer.transform([[label_ids[label] for label in labels] for labels in label_sets])
-
-    y_true, y_pred = binarize(true_sets), binarize(pred_sets)
-    macro_labels = taxonomy_labels if taxonomy is not None else label_ids
-    metrics["flat_micro_f1"] = float(f1_score(y_true, y_pred, average="micro", zero_division=0))
-    metrics["flat_macro_f1"] = float(
-        f1_score(y_true, y_pred, labels=[label_ids[label] for label in macro_labels], average="macro", zero_division=0)
-    )
-
+    binarize = _LabelBinarizer((taxonomy_labels or set()) | _union(true_sets + pred_sets))
+    metrics.update(_flat_scores(binarize, true_sets, pred_sets, taxonomy_labels))
     metrics.update(_path_scores(predictions, references))
-
-    parents: dict[Label, set[Label]] = {}
-    for parent, child in graph_edges:
-        parents.setdefault(child, set()).add(parent)
-
-    def augment(labels: set[Label]) -> set[Label]:
-        return labels | _union(_ancestors(label, parents) for label in labels)
-
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        binarize([augment(labels) for labels in true_sets]),
-        binarize([augment(labels) for labels in pred_sets]),
-        average="micro",
-        zero_division=0,
-    )
-    metrics["hierarchical_precision"] = float(precision)
-    metrics["hierarchical_recall"] = float(recall)
-    metrics["hierarchical_f1"] = float(f1)
-
+    metrics.update(_hierarchical_scores(binarize, true_sets, pred_sets, graph_edges))
     metrics["inconsistency_rate"] = float(np.mean([bool(path_edges(p) - graph_edges) for p in predictions]))
     return metrics
