@@ -1,4 +1,4 @@
-"""Tests of hdlm.data.loading: every file format, the real shared data, each validation error, published formats."""
+"""Tests of hdlm.data: every file format, the real shared data, each validation error, published formats."""
 
 from __future__ import annotations
 
