@@ -172,7 +172,16 @@ def main(
     # Save a checkpoint that loads with AutoModel and trust_remote_code alone; score it; write its card; publish it
     model = trainer.save_hdlm_model()
     if trainer.accelerator.is_main_process:
-        report(trainer, model, test_dataset, script_args, model_args, hdlm_args, train_dataset[0]["text"][:200])
+        report(
+            trainer,
+            training_args,
+            model,
+            test_dataset,
+            script_args,
+            model_args,
+            hdlm_args,
+            train_dataset[0]["text"][:200],
+        )
     trainer.accelerator.wait_for_everyone()
     output_dir = Path(training_args.output_dir)
     trainer.accelerator.print(
@@ -185,6 +194,7 @@ def main(
 
 def report(
     trainer: HdLMSFTTrainer,
+    training_args: HdLMSFTConfig,
     model: PreTrainedModel,
     test_dataset: datasets.Dataset | None,
     script_args: HdLMScriptArguments,
@@ -192,8 +202,10 @@ def report(
     hdlm_args: HdLMArguments,
     example_text: str,
 ) -> None:
-    """On the main process: the loss curves, the test split's predictions and scores, the model card, the upload."""
-    training_args = trainer.args
+    """
+    On the main process: the loss curves, the test split's predictions and scores, the model card, the upload.
+    `training_args` as the user gave them: the trainer's copy has `push_to_hub` off (the Trainer's own pushes).
+    """
     output_dir = Path(training_args.output_dir)
     plot_loss_curves(trainer.state.log_history, output_dir / "loss_curves.png")
     metrics = None

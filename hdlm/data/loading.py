@@ -114,20 +114,20 @@ def _may_hold_null_rows(path: Path) -> bool:
 
 
 _UNPARSED = (DatasetGenerationError, ValueError, FileNotFoundError)
-"""What `datasets.load_dataset` raises on a file it cannot parse (or, for a hidden path, does not see)."""
+"""What `datasets` raises on a file it cannot parse (or, for a hidden path, does not see)."""
 
 
 def _read_with_datasets(path: Path, kind: str) -> datasets.Dataset:
     """
-    A JSON or Parquet file read by `datasets`. A JSON column of mixed types raises instead of being encoded as JSON
-    strings. Nothing is cached: the table is built in a temporary cache folder and kept in memory, so a file
-    rewritten within the same second is never answered from a stale cache.
+    A JSON or Parquet file read by `datasets`' packaged readers (`Dataset.from_json`: unlike `load_dataset("json")`,
+    no Hub request). A JSON column of mixed types raises instead of being encoded as JSON strings. Nothing is cached:
+    the table is built in a temporary cache folder and kept in memory, so a file rewritten within the same second is
+    never answered from a stale cache.
     """
-    builder, options = ("parquet", {}) if kind == "parquet" else ("json", {"on_mixed_types": None})
     with tempfile.TemporaryDirectory() as cache_dir, _datasets_quiet():
-        return datasets.load_dataset(
-            builder, data_files=str(path), split="train", cache_dir=cache_dir, keep_in_memory=True, **options
-        )
+        if kind == "parquet":
+            return datasets.Dataset.from_parquet(str(path), cache_dir=cache_dir, keep_in_memory=True)
+        return datasets.Dataset.from_json(str(path), cache_dir=cache_dir, keep_in_memory=True, on_mixed_types=None)
 
 
 def _dataset_rows(dataset: datasets.Dataset, columns: list[str] | None = None) -> Iterator[RawRow]:
