@@ -22,6 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from configuration_hdlm import default_level_kinds  # noqa: E402
 from hdlm.data import load_hierarchical_dataset  # noqa: E402
 from hdlm.evaluation.baselines import LeafSVMBaseline  # noqa: E402
 from hdlm.evaluation.runner import score_paths  # noqa: E402
@@ -50,7 +51,7 @@ def tfidf_scores(train_file: str, dev_file: str) -> dict[str, float]:
     dev = load_hierarchical_dataset(dev_file, num_levels=len(train[0]["labels"]))
     predictions = LeafSVMBaseline().fit(train["text"], train["labels"]).predict(dev["text"])
     depth = len(train[0]["labels"])
-    return score_paths(predictions, dev["labels"], ["label"] * depth, taxonomy=train["labels"])
+    return score_paths(predictions, dev["labels"], default_level_kinds(depth), taxonomy=train["labels"])
 
 
 def main() -> None:

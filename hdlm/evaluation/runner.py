@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from configuration_hdlm import misplaced_label_level
+
 from ..data import check_level_kinds
 from .hierarchical_metrics import check_label_paths, compute_hierarchical_metrics
 from .text_metrics import compute_text_metrics
@@ -37,7 +39,7 @@ def score_paths(
     in training) are added to it: they are scored as errors the model could not avoid, not rejected.
     """
     level_kinds = check_level_kinds(level_kinds)
-    if "text" in level_kinds and "label" in level_kinds[level_kinds.index("text") :]:
+    if misplaced_label_level(level_kinds) is not None:
         raise ValueError(f"`level_kinds` must list label levels before text levels, got {level_kinds!r}.")
     num_labels = level_kinds.count("label")
     metrics: dict[str, float] = {}
