@@ -695,6 +695,10 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
                 use_cache=use_cache,
                 **kwargs,
             )
+        # The final head runs first: under FSDP2 its forward gathers the weight whose rows the losses below read.
+        last_hidden = outputs.last_hidden_state
+        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        final_logits = self.model.get_output_embeddings()(last_hidden[:, slice_indices])
         targets = (input_ids if labels is None else labels)[:, 1:]
         level_of_target = level_ids[:, 1:].masked_fill(targets == -100, 0)
         gold_paths: list[list[str]] = [[] for _ in range(len(targets))]
@@ -713,11 +717,9 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         level_losses = torch.stack(level_losses)
         weights = level_losses.new_tensor(self.config.level_loss_weights)
         loss = (weights * level_losses).sum()
-
-        last_hidden = outputs.last_hidden_state
-        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.model.get_output_embeddings()(last_hidden[:, slice_indices])
-        return HdLMOutput(loss=loss, level_losses=level_losses, logits=logits, past_key_values=outputs.past_key_values)
+        return HdLMOutput(
+            loss=loss, level_losses=level_losses, logits=final_logits, past_key_values=outputs.past_key_values
+        )
 
     def _constrained_logits(
         self,
