@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ logger = logging.get_logger(__name__)
 
 MODES = ("hdlm", "sft_at_k")
 TRAINER_STATE = "trainer_state.json"  # the last file `Trainer._save_checkpoint` writes
+GATHERED_DIR = "gathered"  # where the trainer writes the weights it gathers from the ranks, before the final save
 
 
 def default_level_layers(num_layers: int, num_levels: int) -> list[int]:
@@ -152,7 +154,18 @@ def hdlm_peft_config(
 
 
 def check_distributed_support(trainer: Trainer, use_peft: bool) -> None:
-    """Stop before training on a combination whose final save is not supported: LoRA with sharded weights."""
+    """
+    Stop before training on a combination that would not do what was asked: FSDP on CPUs (accelerate shards on GPUs
+    and other accelerators only, and otherwise trains unsharded copies), or LoRA with sharded weights (its final
+    save is not supported).
+    """
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not trainer.is_fsdp_enabled:
+        raise ValueError(
+            "FSDP was asked for (`ACCELERATE_USE_FSDP=true`), but accelerate runs "
+            f"{trainer.accelerator.distributed_type} here: it shards only on GPUs and other accelerators, not on "
+            "CPUs. On CPUs, use data parallelism (`ACCELERATE_USE_CPU=true torchrun --nproc_per_node N train_hdlm.py "
+            "...`)."
+        )
     if use_peft and (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
         raise ValueError(
             "LoRA (`--use_peft`) under FSDP or DeepSpeed is not supported by train_hdlm.py: the adapters could not be "
@@ -179,19 +192,22 @@ def save_hdlm_model(
     Call it on every process; returns the full model on the main process (in `dtype`), None elsewhere.
 
     A PEFT model is merged into a plain HdLM checkpoint unless `merge=False` (then only the adapter is saved). Under
-    FSDP or DeepSpeed the trainer gathers the sharded weights (every rank takes part) and the main process reloads
-    the checkpoint it wrote. With `dtype`, the weights are cast to it first (bfloat16 halves the checkpoint, and
-    `AutoModel.from_pretrained` then loads it in bfloat16).
+    FSDP or DeepSpeed the trainer gathers the sharded weights (every rank takes part) into `output_dir/gathered`,
+    and the main process reloads them as a plain HdLM and saves that (FSDP2 changes the model's class, which a
+    save of the trained model would record as its remote code). With `dtype`, the weights are cast to it first
+    (bfloat16 halves the checkpoint, and `AutoModel.from_pretrained` then loads it in bfloat16).
     """
     accelerator = trainer.accelerator
     if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
-        trainer.save_model(output_dir)
+        gathered = os.path.join(output_dir, GATHERED_DIR)
+        trainer.save_model(gathered)
         accelerator.wait_for_everyone()
         if not accelerator.is_main_process:
             return None
-        model = HdLMForCausalLM.from_pretrained(output_dir, dtype=dtype or "auto")
-        if dtype is not None:
-            model.save_pretrained(output_dir)
+        model = HdLMForCausalLM.from_pretrained(gathered, dtype=dtype or "auto")
+        model.save_pretrained(output_dir)
+        trainer.processing_class.save_pretrained(output_dir)
+        shutil.rmtree(gathered)
         return model
     if not accelerator.is_main_process:
         return None
