@@ -691,6 +691,10 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
                 use_cache=use_cache,
                 **kwargs,
             )
+        # The final head runs first: under FSDP2 its forward gathers the weight whose rows the losses below read.
+        last_hidden = outputs.last_hidden_state
+        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        final_logits = self.model.get_output_embeddings()(last_hidden[:, slice_indices])
         targets = (input_ids if labels is None else labels)[:, 1:]
         level_of_target = level_ids[:, 1:].masked_fill(targets == -100, 0)
         gold_paths: list[list[str]] = [[] for _ in range(len(targets))]
@@ -708,16 +712,12 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         level_loss_sums, level_token_counts = torch.stack(level_loss_sums), torch.stack(level_token_counts)
         level_losses = level_loss_sums / level_token_counts.clamp(min=1)
         loss = (level_losses.new_tensor(self.config.level_loss_weights) * level_losses).sum()
-
-        last_hidden = outputs.last_hidden_state
-        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.model.get_output_embeddings()(last_hidden[:, slice_indices])
         return HdLMOutput(
             loss=loss,
             level_losses=level_losses,
             level_loss_sums=level_loss_sums,
             level_token_counts=level_token_counts,
-            logits=logits,
+            logits=final_logits,
             past_key_values=outputs.past_key_values,
         )
 

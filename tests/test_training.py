@@ -4,6 +4,7 @@ data parallelism, resuming, bad data."""
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -461,6 +462,92 @@ def test_two_process_data_parallel_training(task, tmp_path):
     assert_same_losses(losses(parallel_dir), losses(single_dir))
     model = HdLMForCausalLM.from_pretrained(parallel_dir)
     assert model.config.taxonomy == sorted(TAXONOMY_2)
+
+
+FSDP2_ON_CPUS = """
+import runpy, sys
+from accelerate.state import AcceleratorState, PartialState
+from accelerate.utils import DistributedType
+from torch.distributed.tensor import DTensor
+from transformers import Trainer
+
+init, train = AcceleratorState.__init__, Trainer.train
+
+
+def sharding_on_cpus(self, *args, fsdp_plugin=None, **kwargs):  # accelerate selects FSDP on accelerators only
+    init(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+    if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+        self.distributed_type = PartialState().distributed_type = DistributedType.FSDP
+        self.fsdp_plugin = fsdp_plugin
+
+
+def reporting(self, *args, **kwargs):  # how many of the trained model's parameters are shards
+    output = train(self, *args, **kwargs)
+    sharded = sum(isinstance(parameter, DTensor) for parameter in self.model.parameters())
+    sys.stdout.write(f"SHARDED={[sharded, len(list(self.model.parameters()))]}\\n")  # one write: ranks interleave
+    sys.stdout.flush()
+    return output
+
+
+AcceleratorState.__init__, Trainer.train = sharding_on_cpus, reporting
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+FSDP2_ENV = {  # what `accelerate launch --config_file accelerate_configs/fsdp2.yaml` sets
+    "ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP",
+    "FSDP_STATE_DICT_TYPE": "FULL_STATE_DICT", "FSDP_RESHARD_AFTER_FORWARD": "true",
+}  # fmt: skip
+REMOTE_LEVEL_LOSSES = """
+import json, sys, torch
+from transformers import AutoModel
+model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)
+batch = {key: torch.tensor(value) for key, value in json.loads(sys.argv[2]).items()}
+print(json.dumps(model(**batch).level_losses.tolist()))
+"""
+
+
+@pytest.mark.slow
+def test_fsdp2_on_two_cpu_processes_saves_the_gathered_model(task, tokenizer, tmp_path):
+    """FSDP2 (`fully_shard`, every decoder layer its own unit) on 2 gloo processes: accelerate selects FSDP on
+    accelerators only (on CPUs `HdLMSFTTrainer` stops), so the launcher lets it shard CPU processes. The
+    sharded run logs the losses of one process's batches of 8, and `save_hdlm_model` writes the gathered weights as
+    a plain HdLM checkpoint (not torch's FSDP class as its remote code) that loads in a fresh process."""
+    fsdp_dir, single_dir = tmp_path / "fsdp", tmp_path / "single"
+    extra = ["--max_steps", "6", "--level_layers", "2", "4", "--per_device_train_batch_size"]
+    sharded = run_script(
+        train_args(task, fsdp_dir, *extra, "4"),
+        launcher=(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--no-python",
+                  sys.executable, "-c", FSDP2_ON_CPUS),
+        env={"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", **FSDP2_ENV},
+    )  # fmt: skip
+    assert sharded.returncode == 0, sharded.stderr[-3000:]
+    counts = [json.loads(found) for found in re.findall(r"SHARDED=(\[\d+, \d+\])", sharded.stdout)]
+    assert len(counts) == 2 and all(shards == total > 0 for shards, total in counts)
+    single = run_script(train_args(task, single_dir, *extra, "8"))
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert_same_losses(losses(fsdp_dir), losses(single_dir))
+
+    files = {path.name for path in fsdp_dir.iterdir()}
+    assert {"modeling_hdlm.py", "taxonomy_hdlm.py", "model.safetensors", "tokenizer.json"} <= files
+    assert not any(name.startswith("_fsdp") for name in files) and "gathered" not in files
+    config = json.loads((fsdp_dir / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_hdlm.HdLMForCausalLM"
+    reference = HdLMForCausalLM.from_pretrained(single_dir)
+    tokenized = tokenize_hierarchical(Dataset.from_list(task["rows"][:8]), reference.get_renderer(tokenizer))
+    batch = DataCollatorForHierarchicalLM(tokenizer.pad_token_id)(list(tokenized))
+    remote = subprocess.run(
+        [sys.executable, "-c", REMOTE_LEVEL_LOSSES, str(fsdp_dir),
+         json.dumps({key: batch[key].tolist() for key in ("input_ids", "attention_mask", "labels", "level_ids")})],
+        cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}, capture_output=True, text=True,
+        timeout=300, check=False,
+    )  # fmt: skip
+    assert remote.returncode == 0, remote.stderr[-3000:]
+    with torch.no_grad():
+        expected = reference(**batch).level_losses.tolist()
+    assert json.loads(remote.stdout.strip().splitlines()[-1]) == pytest.approx(expected, rel=1e-4)
+    gathered = HdLMForCausalLM.from_pretrained(fsdp_dir).state_dict()
+    for name, weight in reference.state_dict().items():
+        torch.testing.assert_close(gathered[name], weight, rtol=1e-3, atol=1e-5, msg=name)
 
 
 KILLED_DURING_A_SAVE = """

@@ -2,6 +2,7 @@
 
 import copy
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from .collator import DataCollatorForHierarchicalLM
 from .config import HdLMSFTConfig
 from .model_building import complete_lora_config, freeze_parameters
 from .preprocessing import fit_query_budget, tokenize_hierarchical
+
+GATHERED_DIR = "gathered"  # where the ranks' gathered weights are written, before the final save
 
 
 def level_token_counts(batch: dict[str, torch.Tensor], num_levels: int) -> torch.Tensor:
@@ -132,6 +135,13 @@ class HdLMSFTTrainer(SFTTrainer):
             peft_config=peft_config,
             **kwargs,
         )
+        if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not self.is_fsdp_enabled:
+            raise ValueError(
+                "FSDP was asked for (`ACCELERATE_USE_FSDP=true`), but accelerate runs "
+                f"{self.accelerator.distributed_type} here: it shards only on GPUs and other accelerators, not on "
+                "CPUs. On CPUs, use data parallelism (`ACCELERATE_USE_CPU=true torchrun --nproc_per_node N "
+                "train_hdlm.py ...`)."
+            )
         if peft_config is not None and (self.is_fsdp_enabled or self.is_deepspeed_enabled):
             raise ValueError(
                 "LoRA (`--use_peft`) under FSDP or DeepSpeed is not supported by train_hdlm.py: the adapters "
@@ -262,20 +272,24 @@ class HdLMSFTTrainer(SFTTrainer):
         process (in `args.save_dtype`), None elsewhere.
 
         A PEFT model is merged into a plain HdLM checkpoint unless `args.merge_adapters=False` (then only the adapter
-        is saved). Under FSDP or DeepSpeed the sharded weights are gathered (every rank takes part) and the main
-        process reloads the checkpoint it wrote. With a `save_dtype`, the weights are cast to it first (bfloat16
-        halves the checkpoint, and `AutoModel.from_pretrained` then loads it in bfloat16).
+        is saved). Under FSDP or DeepSpeed the sharded weights are gathered (every rank takes part) into
+        `output_dir/gathered`, and the main process reloads them as a plain HdLM and saves that (FSDP2 changes the
+        model's class, which a save of the trained model would record as its remote code). With a `save_dtype`, the
+        weights are cast to it first (bfloat16 halves the checkpoint, and `AutoModel.from_pretrained` then loads it in
+        bfloat16).
         """
         output_dir = str(self.args.output_dir if output_dir is None else output_dir)
         dtype = self.args.resolved_save_dtype
         if self.is_fsdp_enabled or self.is_deepspeed_enabled:
-            self.save_model(output_dir)
+            gathered = os.path.join(output_dir, GATHERED_DIR)
+            self.save_model(gathered)
             self.accelerator.wait_for_everyone()
             if not self.accelerator.is_main_process:
                 return None
-            model = HdLMForCausalLM.from_pretrained(output_dir, dtype=dtype or "auto")
-            if dtype is not None:
-                model.save_pretrained(output_dir)
+            model = HdLMForCausalLM.from_pretrained(gathered, dtype=dtype or "auto")
+            model.save_pretrained(output_dir)
+            self.processing_class.save_pretrained(output_dir)
+            shutil.rmtree(gathered)
             return model
         if not self.accelerator.is_main_process:
             return None
