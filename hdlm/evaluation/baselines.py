@@ -25,8 +25,17 @@ from .text_metrics import check_texts
 _END_OF_PATH = -1
 
 
-class _SVMBaseline:
-    """Shared settings and input checks of the TF-IDF + linear SVM baselines."""
+class TfidfSVMBaseline:
+    """Shared settings and input checks of the TF-IDF + linear SVM baselines.
+
+    Args:
+        ngram_range: Word n-gram range of the `TfidfVectorizer`.
+        min_df: Minimum document frequency of a feature (a count, or a share of the documents).
+        max_df: Maximum document frequency of a feature (a count, or a share of the documents).
+        sublinear_tf: Whether term frequencies are replaced by `1 + log(tf)`.
+        C: Inverse regularisation strength of the `LinearSVC`.
+        random_state: Seed of the `LinearSVC` solver, for reproducible fits.
+    """
 
     def __init__(
         self,
@@ -66,19 +75,13 @@ class _SVMBaseline:
         return checked
 
 
-class LeafSVMBaseline(_SVMBaseline):
+class LeafSVMBaseline(TfidfSVMBaseline):
     """One TF-IDF + linear SVM over full label paths: the predicted path is the path of the predicted leaf.
 
     Every predicted path is a path seen in training, so predictions are consistent with the taxonomy by construction.
     Paths of different depths are fine: each distinct path is its own class.
 
-    Args:
-        ngram_range: Word n-gram range of the `TfidfVectorizer`.
-        min_df: Minimum document frequency of a feature (a count, or a share of the documents).
-        max_df: Maximum document frequency of a feature (a count, or a share of the documents).
-        sublinear_tf: Whether term frequencies are replaced by `1 + log(tf)`.
-        C: Inverse regularisation strength of the `LinearSVC`.
-        random_state: Seed of the `LinearSVC` solver, for reproducible fits.
+    Takes the TF-IDF and SVM settings of [`TfidfSVMBaseline`].
     """
 
     def fit(self, texts: Sequence[str], paths: Sequence[Sequence[str]]) -> LeafSVMBaseline:
@@ -98,7 +101,7 @@ class LeafSVMBaseline(_SVMBaseline):
         return [list(self.paths_[class_id]) for class_id in self.classifier_.predict(list(texts))]
 
 
-class PerLevelSVMBaseline(_SVMBaseline):
+class PerLevelSVMBaseline(TfidfSVMBaseline):
     """One independent TF-IDF + linear SVM per level; the predicted path joins their decisions.
 
     Nothing ties a level's decision to its parent's, so a predicted path can pair a label with a child of another
@@ -106,13 +109,7 @@ class PerLevelSVMBaseline(_SVMBaseline):
     learns an "end of path" class from the documents whose path is shorter than `d`, and a predicted path stops at
     the first level that predicts it.
 
-    Args:
-        ngram_range: Word n-gram range of the `TfidfVectorizer`.
-        min_df: Minimum document frequency of a feature (a count, or a share of the documents).
-        max_df: Maximum document frequency of a feature (a count, or a share of the documents).
-        sublinear_tf: Whether term frequencies are replaced by `1 + log(tf)`.
-        C: Inverse regularisation strength of the `LinearSVC`.
-        random_state: Seed of the `LinearSVC` solver, for reproducible fits.
+    Takes the TF-IDF and SVM settings of [`TfidfSVMBaseline`].
     """
 
     def fit(self, texts: Sequence[str], paths: Sequence[Sequence[str]]) -> PerLevelSVMBaseline:
