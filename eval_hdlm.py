@@ -18,6 +18,7 @@ confusion matrix PNG under `output_dir/<model>/`, then `comparison.json` and `pe
 together.
 """
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 from trl import TrlParser
 
+from generation_hdlm import HierarchicalGenerationConfig
 from hdlm.checkpoints import check_hdlm_checkpoint
 from hdlm.data import collect_taxonomy, load_hierarchical_dataset, sample_rows
 from hdlm.evaluation.baselines import LeafSVMBaseline, PerLevelSVMBaseline
@@ -79,6 +81,16 @@ class EvalArguments:
     output_dir: str = field(default="outputs/eval", metadata={"help": "Where results are written."})
     trust_remote_code: bool = field(default=True, metadata={"help": "Load the checkpoints' own HdLM code."})
 
+    def generation_config(self, device: torch.device) -> HierarchicalGenerationConfig:
+        """
+        The decoding options: the fields these arguments share with `HierarchicalGenerationConfig`, and a sampling
+        generator on `device` seeded by `seed` when sampling.
+        """
+        options = {option.name for option in dataclasses.fields(HierarchicalGenerationConfig)}
+        shared = {name: getattr(self, name) for name in options & {option.name for option in dataclasses.fields(self)}}
+        generator = torch.Generator(device=device).manual_seed(self.seed) if self.do_sample else None
+        return HierarchicalGenerationConfig(**shared, generator=generator)
+
 
 def main(args: EvalArguments) -> None:
     if not args.model_name_or_path and not args.baselines:
@@ -106,23 +118,7 @@ def main(args: EvalArguments) -> None:
         name = _unique_name(Path(model_path).name or model_path, results)
         model = AutoModel.from_pretrained(model_path, trust_remote_code=args.trust_remote_code, dtype=dtype).eval()
         tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=args.trust_remote_code)
-        records, metrics = evaluate_model(
-            model,
-            tokenizer,
-            texts,
-            references,
-            strategy=args.strategy,
-            constrained=args.constrained,
-            early_exit=args.early_exit,
-            top_k=args.top_k,
-            batch_size=args.batch_size,
-            max_new_tokens=args.max_new_tokens,
-            do_sample=args.do_sample,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            repetition_penalty=args.repetition_penalty,
-            generator=torch.Generator(device=model.device).manual_seed(args.seed) if args.do_sample else None,
-        )
+        records, metrics = evaluate_model(model, tokenizer, texts, references, args.generation_config(model.device))
         write_evaluation(output_dir / name, name, records, metrics)
         results[name] = metrics
 

@@ -8,6 +8,7 @@ it imports only torch.
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 
 class LabelNode:
@@ -117,4 +118,35 @@ class TaxonomyTrie:
         return mask.to(device)
 
 
-__all__ = ["LabelNode", "TaxonomyTrie"]
+class HdLMLabelHead(nn.Linear):
+    """
+    A language head restricted to a label level's vocabulary: row `i` scores token `token_ids[i]`.
+
+    The level's labels and end marker use a few hundred tokens; this head holds their rows only (initialised from
+    the same rows of the final head), so it is cheap to train in full and to store. Its token ids are saved with it.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        token_ids: Sequence[int],
+        bias: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        super().__init__(in_features, len(token_ids), bias=bias, device=device, dtype=dtype)
+        self.register_buffer("token_ids", torch.tensor(list(token_ids), dtype=torch.long, device=device))
+
+    def columns(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """The rows of this head that score `token_ids` (which must all be in its vocabulary)."""
+        columns = torch.searchsorted(self.token_ids, token_ids).clamp(max=len(self.token_ids) - 1)
+        if not torch.equal(self.token_ids[columns], token_ids):
+            missing = sorted(set(token_ids.flatten().tolist()) - set(self.token_ids.tolist()))
+            raise ValueError(
+                f"Tokens {missing[:10]} are not in this label head's vocabulary (its labels' tokens only): it scores "
+                "labels of its taxonomy, under constraints."
+            )
+        return columns
+
+
+__all__ = ["HdLMLabelHead", "LabelNode", "TaxonomyTrie"]

@@ -40,7 +40,8 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 from conftest import train_tokenizer  # noqa: E402
 from shapes import SHAPES  # noqa: E402
 
-from modeling_hdlm import HdLMForCausalLM, HdLMRenderer, _cache_view  # noqa: E402
+from decoding_hdlm import cache_view, running_layers  # noqa: E402
+from modeling_hdlm import HdLMForCausalLM, HdLMRenderer  # noqa: E402
 
 logger = logging.getLogger("bench_decoding")
 
@@ -267,11 +268,11 @@ def step_costs(model: HdLMForCausalLM, k1: int, context: int, repeats: int) -> d
 
         def run() -> None:
             position = cache.layers[0].get_seq_length()
-            with model._running_layers(0, stop, []):
+            with running_layers(model.decoder_layers, 0, stop, []):
                 base(
                     input_ids=torch.tensor([[5]]),
                     position_ids=torch.tensor([[position]]),
-                    past_key_values=_cache_view(cache, range(0, stop)),
+                    past_key_values=cache_view(cache, range(0, stop)),
                     use_cache=True,
                 )
 

@@ -4,7 +4,14 @@ file and the fix rather than by a Hub URL or a "Transformers is out of date" mes
 import json
 from pathlib import Path
 
-REMOTE_CODE_FILES = ("configuration_hdlm.py", "modeling_hdlm.py", "taxonomy_hdlm.py")
+REMOTE_CODE_FILES = (
+    "configuration_hdlm.py",
+    "decoding_hdlm.py",
+    "generation_hdlm.py",
+    "modeling_hdlm.py",
+    "rendering_hdlm.py",
+    "taxonomy_hdlm.py",
+)
 AUTO_CLASSES = ("AutoConfig", "AutoModel", "AutoModelForCausalLM")
 RESAVE = "save the model again with `HdLMForCausalLM.save_pretrained(folder)` (train_hdlm.py does it)"
 

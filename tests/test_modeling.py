@@ -24,6 +24,7 @@ from conftest import (
 from datasets import Dataset
 from torch.nn import functional as F
 
+from generation_hdlm import HierarchicalGenerationConfig
 from hdlm.training import tokenize_hierarchical
 from taxonomy_hdlm import TaxonomyTrie
 
@@ -760,6 +761,45 @@ def test_bad_generation_arguments_are_rejected(inputs, options, error, message, 
         model.generate_hierarchical(inputs, tokenizer, **options)
 
 
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        ({"strategy": "beam"}, ValueError, r"`strategy` must be one of \('greedy', 'rank'\), got 'beam'"),
+        ({"top_k": 3}, ValueError, r"`top_k=3` needs `strategy='rank'`"),
+        ({"batch_size": 0}, ValueError, r"`batch_size` must be >= 1, got 0"),
+        ({"early_exit": None}, TypeError, r"`early_exit` must be True or False"),
+        ({"do_sample": True, "top_p": 1.5}, ValueError, r"`top_p` must be in \(0, 1\], got 1.5"),
+        ({"generator": 0}, TypeError, r"`generator` must be a `torch.Generator`"),
+    ],
+)
+def test_generation_config_checks_its_options_when_made(options, error, message):
+    with pytest.raises(error, match=message):
+        HierarchicalGenerationConfig(**options)
+    config = HierarchicalGenerationConfig(temperature=None, top_p=1, repetition_penalty=2)
+    assert (config.temperature, config.top_p, config.repetition_penalty) == (1.0, 1.0, 2.0)
+    assert all(type(value) is float for value in (config.temperature, config.top_p, config.repetition_penalty))
+
+
+def test_generation_config_is_passed_whole_and_keyword_arguments_override_it(tokenizer):
+    """`generate_hierarchical(inputs, tokenizer, config, **kwargs)` decodes as the same options given as keywords,
+    keywords winning over the config's fields (as `generate` merges them), and leaves the config as it was."""
+    model = tiny_hdlm("llama", tokenizer, taxonomy=TAXONOMY_3, level_layers=[1, 3, 4])
+    config = HierarchicalGenerationConfig(strategy="rank", top_k=2, batch_size=3)
+    whole = model.generate_hierarchical(PROMPTS, tokenizer, config)
+    keywords = model.generate_hierarchical(PROMPTS, tokenizer, strategy="rank", top_k=2, batch_size=3)
+    assert decoded_tokens(whole) == decoded_tokens(keywords)
+    assert [o.levels[0].top_labels for o in whole] == [o.levels[0].top_labels for o in keywords]
+    overridden = model.generate_hierarchical(PROMPTS, tokenizer, config, strategy="greedy", top_k=1)
+    assert decoded_tokens(overridden) == decoded_tokens(model.generate_hierarchical(PROMPTS, tokenizer))
+    assert overridden[0].levels[0].top_labels is None and (config.strategy, config.top_k) == ("rank", 2)
+    with pytest.raises(TypeError, match=r"got unknown keyword arguments \['max_new_token'\]: it takes the fields"):
+        model.generate_hierarchical(PROMPTS[0], tokenizer, max_new_token=4)
+    with pytest.raises(TypeError, match=r"`generation_config` must be a `HierarchicalGenerationConfig`, got dict"):
+        model.generate_hierarchical(PROMPTS[0], tokenizer, {"strategy": "rank"})
+    with pytest.raises(ValueError, match=r"`top_k=2` needs `strategy='rank'`"):  # the merged options are checked
+        model.generate_hierarchical(PROMPTS[0], tokenizer, config, strategy="greedy")
+
+
 def test_sampling_options_take_ints_and_a_tiny_temperature_is_a_clear_error(tokenizer):
     """`temperature=1` (an int) samples as 1.0 does; a temperature so small that the probabilities overflow is an
     error naming it, not a crash inside `torch.multinomial`."""
@@ -801,14 +841,22 @@ REMOTE_LOAD = textwrap.dedent(
     result = {}
     for name, auto in (("AutoModel", AutoModel), ("AutoModelForCausalLM", AutoModelForCausalLM)):
         model = auto.from_pretrained(path, trust_remote_code=True)
-        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        remote = sys.modules[type(model).__module__]
+        for cls in (type(model), type(model.get_renderer(tokenizer)), remote.HierarchicalGenerationConfig):
+            assert cls.__module__.startswith("transformers_modules"), cls.__module__
         ids = torch.tensor([tokenizer("a text about physics")["input_ids"]])
         outputs = model.generate_hierarchical(["a text about physics", "tennis"])
+        ranked = model.generate_hierarchical(
+            ["tennis"], generation_config=remote.HierarchicalGenerationConfig(strategy="rank", top_k=2)
+        )
         result[name] = {
             "logits": model(input_ids=ids).logits.tolist(),
             "tokens": [[level.token_ids for level in o.levels] for o in outputs],
             "paths": [o.path for o in outputs],
+            "top_labels": [level.top_labels for level in ranked[0].levels],
         }
+    # Every HdLM module came from the checkpoint's folder, none from a source checkout.
+    result["top_level_modules"] = sorted(name for name in sys.modules if name.endswith("_hdlm") and "." not in name)
     json.dump(result, open(out, "w"))
     """
 )
@@ -820,7 +868,8 @@ def test_saved_model_loads_remotely_with_identical_outputs(family, tokenizer, tm
     model.save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
     files = {path.name for path in (tmp_path / "model").iterdir()}
-    assert {"config.json", "model.safetensors", "configuration_hdlm.py", "modeling_hdlm.py"} <= files
+    remote_code = {f"{name}_hdlm.py" for name in ("configuration", "modeling", "rendering", "generation", "decoding")}
+    assert {"config.json", "model.safetensors", "taxonomy_hdlm.py", *remote_code} <= files
     assert not any(name.endswith((".bin", ".pt", ".pth", ".pkl")) for name in files)
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM"}
@@ -838,14 +887,17 @@ def test_saved_model_loads_remotely_with_identical_outputs(family, tokenizer, tm
         timeout=300,
     )
     remote = json.loads((tmp_path / "out.json").read_text())
+    assert remote["top_level_modules"] == []
     ids = torch.tensor([tokenizer("a text about physics")["input_ids"]])
     outputs = model.generate_hierarchical(["a text about physics", "tennis"], tokenizer)
+    ranked = model.generate_hierarchical(["tennis"], tokenizer, strategy="rank", top_k=2)
     for name in ("AutoModel", "AutoModelForCausalLM"):
         torch.testing.assert_close(
             torch.tensor(remote[name]["logits"], dtype=torch.float64), model(input_ids=ids).logits
         )
         assert remote[name]["tokens"] == decoded_tokens(outputs)
         assert remote[name]["paths"] == [o.path for o in outputs]
+        assert remote[name]["top_labels"] == [[list(top) for top in level.top_labels] for level in ranked[0].levels]
 
 
 # -- the tokenizer a model finds by itself ------------------------------------------------------------------------

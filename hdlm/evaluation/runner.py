@@ -19,6 +19,8 @@ from .text_metrics import compute_text_metrics
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from generation_hdlm import HierarchicalGenerationConfig
+
 logger = logging.getLogger(__name__)
 
 
@@ -102,16 +104,20 @@ def evaluate_model(
     tokenizer: PreTrainedTokenizerBase,
     texts: Sequence[str],
     references: Sequence[Sequence[str]],
+    generation_config: HierarchicalGenerationConfig | None = None,
     **generation_kwargs,
 ) -> tuple[list[dict], dict[str, float]]:
     """
-    Decode `texts` with `model.generate_hierarchical` and score the paths against `references`.
+    Decode `texts` with `model.generate_hierarchical` (under `generation_config`, its fields overridden by
+    `generation_kwargs`, with a progress bar) and score the paths against `references`.
 
     Returns one record per text (prediction, reference, per-level scores) and the metrics, which include
     `eval_seconds` and `seconds_per_example`.
     """
     start = time.perf_counter()
-    outputs = model.generate_hierarchical(list(texts), tokenizer, show_progress=True, **generation_kwargs)
+    outputs = model.generate_hierarchical(
+        list(texts), tokenizer, generation_config, show_progress=True, **generation_kwargs
+    )
     seconds = time.perf_counter() - start
     records = [
         {

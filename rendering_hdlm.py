@@ -1,0 +1,172 @@
+"""The renderer of HdLM sequences: a query and its level answers as token ids, identical in training and inference.
+
+This file is copied beside every HdLM checkpoint and loaded with `trust_remote_code=True`: it imports only
+transformers and its sibling file `configuration_hdlm`.
+"""
+
+import string
+from collections.abc import Sequence
+
+from transformers import PreTrainedTokenizerBase
+
+try:
+    from .configuration_hdlm import HdLMConfig
+except ImportError:  # imported as a top-level module from a source checkout
+    from configuration_hdlm import HdLMConfig
+
+
+class HdLMRenderer:
+    """
+    Renders a query and its level answers to token ids, identically for training and for inference.
+
+    A sequence is `prompt | header_1 | " " answer_1 separator | ... | header_D | " " answer_D eos`. Each part is
+    tokenised on its own, so level boundaries never merge into one token. Headers are forced (never trained on);
+    answers and their end markers are the tokens of their level.
+
+    Text from users and data (the query, labels, replies, headers) never becomes a special token: a query holding
+    the text `<eos>` is encoded as that text. Only the prompt or chat template and `level_separator` may hold them.
+    """
+
+    def __init__(self, config: HdLMConfig, tokenizer: PreTrainedTokenizerBase):
+        if tokenizer.eos_token_id is None:
+            raise ValueError("The tokenizer has no `eos_token_id`; HdLM ends the last level with EOS. Set one.")
+        if config.use_chat_template and tokenizer.chat_template is None:
+            raise ValueError(
+                "`config.use_chat_template` is True but the tokenizer has no chat template; pass the tokenizer the "
+                "model was trained with."
+            )
+        self.config = config
+        self.tokenizer = tokenizer
+        self._parts: dict[str, list[int]] = {}
+        self.separator_ids = self._encode(config.level_separator, split_special_tokens=False)
+        self.eos_ids = [tokenizer.eos_token_id]
+        self.children = _taxonomy_children(config.taxonomy)
+        special = [token for token in tokenizer.added_tokens_decoder.values() if token.special]
+        self.special_texts = [token.content for token in special if token.content]
+        self.special_ids = {index for index, token in tokenizer.added_tokens_decoder.items() if token.special}
+
+    def _encode(self, text: str, split_special_tokens: bool = True) -> list[int]:
+        """Token ids of `text` alone; with `split_special_tokens`, special tokens' text in it stays plain text."""
+        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=split_special_tokens)["input_ids"]
+
+    def _encode_part(self, text: str) -> list[int]:
+        """`_encode`, memoised: headers and labels recur in every row (free-text answers do not, and are not kept)."""
+        if text not in self._parts:
+            self._parts[text] = self._encode(text)
+        return list(self._parts[text])
+
+    def truncate_query(self, text: str, limit: int | None = None) -> tuple[str, bool]:
+        """
+        Cut the query to `limit` tokens (default: `config.max_query_tokens`) on `config.query_truncation_side`;
+        says whether it was cut.
+        """
+        limit = self.config.max_query_tokens if limit is None else limit
+        if limit is None:
+            return text, False
+        ids = self._encode(text)
+        if len(ids) <= limit:
+            return text, False
+        kept = ids[-limit:] if self.config.query_truncation_side == "left" else ids[:limit]
+        return self.tokenizer.decode(kept), True
+
+    def prompt_ids(self, text: str, query_limit: int | None = None) -> list[int]:
+        text, _ = self.truncate_query(text, query_limit)
+        plain = not any(special in text for special in self.special_texts)
+        if self.config.use_chat_template:
+            message = {"role": "user", "content": f"{self.config.instruction}\n\n{text}"}
+            if plain:
+                return list(
+                    self.tokenizer.apply_chat_template([message], add_generation_prompt=True, tokenize=True)[
+                        "input_ids"
+                    ]
+                )
+            prompt = self.tokenizer.apply_chat_template([message], add_generation_prompt=True, tokenize=False)
+            start = prompt.rfind(text)
+            if start < 0:
+                raise ValueError(
+                    "The chat template changes the query, so its special tokens' text could not be kept as text: "
+                    "remove them from the query, or set `use_chat_template=False`."
+                )
+            return self._encode_prompt(prompt, [(start, start + len(text))], add_special_tokens=False)
+        if plain:
+            prompt = self.config.prompt_template.format(instruction=self.config.instruction, text=text)
+            return self.tokenizer(prompt)["input_ids"]
+        prompt, spans, formatter = "", [], string.Formatter()
+        for literal, name, spec, conversion in formatter.parse(self.config.prompt_template):
+            prompt += literal
+            if name is not None:
+                value = {"instruction": self.config.instruction, "text": text}[name]
+                value = formatter.format_field(formatter.convert_field(value, conversion), spec or "")
+                spans += [(len(prompt), len(prompt) + len(value))] if name == "text" else []
+                prompt += value
+        return self._encode_prompt(prompt, spans, add_special_tokens=True)
+
+    def _encode_prompt(self, prompt: str, spans: list[tuple[int, int]], add_special_tokens: bool) -> list[int]:
+        """
+        `prompt` tokenised as a whole, except that the special tokens found inside `spans` (the query's characters)
+        are re-encoded as the plain text they were typed as.
+        """
+        if not self.tokenizer.is_fast:
+            raise ValueError(
+                "This query holds the text of a special token, which HdLM keeps as text: that needs the offsets of a "
+                "fast tokenizer (`use_fast=True`), or remove it from the query."
+            )
+        encoding = self.tokenizer(prompt, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+        ids = []
+        for token, (start, stop) in zip(encoding["input_ids"], encoding["offset_mapping"]):
+            typed = token in self.special_ids and stop > start and any(a <= start and stop <= b for a, b in spans)
+            ids += self._encode(prompt[start:stop]) if typed else [token]
+        return ids
+
+    def candidates(self, level: int, parent: str | None) -> list[str]:
+        """The valid labels of a label level given the label chosen one level up (all roots for level 0)."""
+        return self.children.get((level, parent), [])
+
+    def header_ids(self, level: int, parent: str | None) -> list[int]:
+        name = self.config.level_names[level]
+        if self.config.show_candidates and self.config.level_kinds[level] == "label" and self.children:
+            header = self.config.candidates_header_template.format(
+                name=name, candidates=", ".join(self.candidates(level, parent))
+            )
+        else:
+            header = self.config.level_header_template.format(name=name)
+        return self._encode_part(header)
+
+    def end_ids(self, level: int) -> list[int]:
+        return self.eos_ids if level == self.config.num_levels - 1 else self.separator_ids
+
+    def answer_ids(self, level: int, answer: str) -> list[int]:
+        """The tokens of one level: the answer, then the level's end marker."""
+        encode = self._encode_part if self.config.level_kinds[level] == "label" else self._encode
+        return encode(" " + answer) + self.end_ids(level)
+
+    def taxonomy_token_ids(self) -> list[list[list[int]]]:
+        """Each label's tokens on each taxonomy path, as `answer_ids` renders them (`config.taxonomy_token_ids`)."""
+        return [[self.answer_ids(level, label) for level, label in enumerate(path)] for path in self.config.taxonomy]
+
+    def encode_example(
+        self, text: str, answers: Sequence[str], query_limit: int | None = None
+    ) -> tuple[list[int], list[int]]:
+        """Token ids of a full training sequence and their level ids (0 = no loss, d = level d)."""
+        input_ids = self.prompt_ids(text, query_limit)
+        level_ids = [0] * len(input_ids)
+        parent = None
+        for level, answer in enumerate(answers):
+            header = self.header_ids(level, parent)
+            answer_ids = self.answer_ids(level, answer)
+            input_ids += header + answer_ids
+            level_ids += [0] * len(header) + [level + 1] * len(answer_ids)
+            parent = answer
+        return input_ids, level_ids
+
+
+def _taxonomy_children(taxonomy: list[list[str]] | None) -> dict[tuple[int, str | None], list[str]]:
+    """Map `(level, parent label)` to the sorted labels allowed below it (`parent` is None at level 0)."""
+    children: dict[tuple[int, str | None], set[str]] = {}
+    for path in taxonomy or []:
+        for level, label in enumerate(path):
+            children.setdefault((level, path[level - 1] if level else None), set()).add(label)
+    return {key: sorted(labels) for key, labels in children.items()}
+
+
+__all__ = ["HdLMRenderer"]
