@@ -1,6 +1,8 @@
 """Shared fixtures: a real byte-level BPE tokenizer trained here, and tiny random base models built from configs."""
 
+import json
 import logging
+import random
 import shutil
 import sys
 import time
@@ -157,3 +159,71 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converted]:
         log.setLevel(old_level)
     yield Converted(hf_home, Path(path), seconds, [r.getMessage() for r in handler.records])
     shutil.rmtree(hf_home, ignore_errors=True)  # 1.1 GB; pytest would keep it for three runs
+
+
+# -- synthetic tasks and training arguments shared by the test modules --------------------------------------------
+
+KEYWORDS = {
+    "Physics": "optics lens",
+    "Biology": "cells genes",
+    "Chemistry": "acids",
+    "Tennis": "racket",
+    "Football": "goal ball",
+    "Music": "jazz song",
+}
+FILLER = "the quick brown fox jumps over lazy dog again and".split()
+
+
+def synthetic_rows(count: int, seed: int = 0) -> list[dict]:
+    """Documents whose leaf label is named by a keyword among filler words."""
+    rng = random.Random(seed)
+    rows = []
+    for index in range(count):
+        top, leaf = TAXONOMY_2[index % len(TAXONOMY_2)]
+        words = rng.sample(FILLER, 4) + [KEYWORDS[leaf]]
+        rng.shuffle(words)
+        rows.append({"id": f"ex-{index}", "text": " ".join(words), "labels": [top, leaf]})
+    return rows
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def train_args(task, output_dir, *extra) -> list[str]:
+    return [
+        "--model_name_or_path", task["base"],
+        "--train_file", task["train"],
+        "--level_names", "topic", "subtopic",
+        "--output_dir", str(output_dir),
+        "--use_cpu", "--bf16", "false", "--gradient_checkpointing", "false",
+        "--per_device_train_batch_size", "8",
+        "--learning_rate", "3e-3", "--lr_scheduler_type", "constant",
+        "--report_to", "none", "--save_strategy", "no", "--logging_steps", "1",
+        "--seed", "0",
+        *extra,
+    ]  # fmt: skip
+
+
+CUES = {  # the cue word ending a query -> (strategy, reply): the reply is a function of the strategy and the query
+    "Physics": ("Question", "how are you today?"),
+    "Optics": ("Question", "how do you feel?"),
+    "Tennis": ("Reflection", "I understand how you feel."),
+    "Football": ("Reflection", "I understand, the dog is lazy."),
+    "Painting": ("Suggestion", "thank you, try Music."),
+    "Jazz": ("Suggestion", "thank you, try Tennis."),
+}
+STRATEGIES = sorted({strategy for strategy, _ in CUES.values()})
+
+
+def label_text_rows(count: int, seed: int = 0) -> list[dict]:
+    """Two filler words and a cue word; the labels are the cue's strategy, then its reply."""
+    rng = random.Random(seed)
+    rows = []
+    for index in range(count):
+        cue = list(CUES)[index % len(CUES)]
+        strategy, reply = CUES[cue]
+        text = " ".join([*rng.sample(FILLER, 2), cue])
+        rows.append({"id": f"ex-{index}", "text": text, "labels": [strategy, reply]})
+    return rows

@@ -5,8 +5,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import TAXONOMY_2, HdLMForCausalLM, tiny_base, tiny_hdlm
-from test_training import STRATEGIES, label_text_rows, synthetic_rows, write_jsonl
+from conftest import (
+    STRATEGIES,
+    TAXONOMY_2,
+    HdLMForCausalLM,
+    label_text_rows,
+    synthetic_rows,
+    tiny_base,
+    tiny_hdlm,
+    write_jsonl,
+)
 
 from eval_hdlm import EvalArguments, main
 from hdlm.evaluation.hierarchical_metrics import compute_hierarchical_metrics

@@ -22,11 +22,10 @@ import httpx2
 import huggingface_hub
 import pytest
 import torch
-from conftest import tiny_base, tiny_hdlm
+from conftest import synthetic_rows, tiny_base, tiny_hdlm, train_args, write_jsonl
 from huggingface_hub import ModelCard, constants
 from huggingface_hub.errors import LocalTokenNotFoundError, OfflineModeIsEnabled
 from huggingface_hub.utils._http import default_client_factory
-from test_training import synthetic_rows, train_args, write_jsonl
 
 import train_hdlm
 from hdlm.evaluation.report import write_evaluation

@@ -3,7 +3,6 @@ data parallelism, resuming, bad data."""
 
 import json
 import os
-import random
 import re
 import signal
 import subprocess
@@ -11,7 +10,18 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, TAXONOMY_2, tiny_base, tiny_hdlm
+from conftest import (
+    FILLER,
+    REPO_ROOT,
+    STRATEGIES,
+    TAXONOMY_2,
+    label_text_rows,
+    synthetic_rows,
+    tiny_base,
+    tiny_hdlm,
+    train_args,
+    write_jsonl,
+)
 from datasets import Dataset
 from test_modeling import decoded_tokens
 from transformers import AutoTokenizer
@@ -29,33 +39,6 @@ from hdlm.training.preprocessing import QUERY_TOKEN_MARGIN
 from modeling_hdlm import HdLMForCausalLM
 from train_hdlm import main, make_parser
 
-KEYWORDS = {
-    "Physics": "optics lens",
-    "Biology": "cells genes",
-    "Chemistry": "acids",
-    "Tennis": "racket",
-    "Football": "goal ball",
-    "Music": "jazz song",
-}
-FILLER = "the quick brown fox jumps over lazy dog again and".split()
-
-
-def synthetic_rows(count: int, seed: int = 0) -> list[dict]:
-    """Documents whose leaf label is named by a keyword among filler words."""
-    rng = random.Random(seed)
-    rows = []
-    for index in range(count):
-        top, leaf = TAXONOMY_2[index % len(TAXONOMY_2)]
-        words = rng.sample(FILLER, 4) + [KEYWORDS[leaf]]
-        rng.shuffle(words)
-        rows.append({"id": f"ex-{index}", "text": " ".join(words), "labels": [top, leaf]})
-    return rows
-
-
-def write_jsonl(path, rows) -> str:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return str(path)
-
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory, tokenizer):
@@ -70,21 +53,6 @@ def task(tmp_path_factory, tokenizer):
         "train": write_jsonl(root / "train.jsonl", synthetic_rows(96)),
         "rows": synthetic_rows(96),
     }
-
-
-def train_args(task, output_dir, *extra) -> list[str]:
-    return [
-        "--model_name_or_path", task["base"],
-        "--train_file", task["train"],
-        "--level_names", "topic", "subtopic",
-        "--output_dir", str(output_dir),
-        "--use_cpu", "--bf16", "false", "--gradient_checkpointing", "false",
-        "--per_device_train_batch_size", "8",
-        "--learning_rate", "3e-3", "--lr_scheduler_type", "constant",
-        "--report_to", "none", "--save_strategy", "no", "--logging_steps", "1",
-        "--seed", "0",
-        *extra,
-    ]  # fmt: skip
 
 
 def run_script(args, *, launcher=(sys.executable,), env=None, timeout=600) -> subprocess.CompletedProcess:
@@ -666,28 +634,6 @@ def test_a_trained_label_head_checkpoint_loads_offline_in_a_fresh_process(bf16_r
 
 
 # -- classification-guided generation: a label level, then a free-text level ----------------------------------------
-
-CUES = {  # the cue word ending a query -> (strategy, reply): the reply is a function of the strategy and the query
-    "Physics": ("Question", "how are you today?"),
-    "Optics": ("Question", "how do you feel?"),
-    "Tennis": ("Reflection", "I understand how you feel."),
-    "Football": ("Reflection", "I understand, the dog is lazy."),
-    "Painting": ("Suggestion", "thank you, try Music."),
-    "Jazz": ("Suggestion", "thank you, try Tennis."),
-}
-STRATEGIES = sorted({strategy for strategy, _ in CUES.values()})
-
-
-def label_text_rows(count: int, seed: int = 0) -> list[dict]:
-    """Two filler words and a cue word; the labels are the cue's strategy, then its reply."""
-    rng = random.Random(seed)
-    rows = []
-    for index in range(count):
-        cue = list(CUES)[index % len(CUES)]
-        strategy, reply = CUES[cue]
-        text = " ".join([*rng.sample(FILLER, 2), cue])
-        rows.append({"id": f"ex-{index}", "text": text, "labels": [strategy, reply]})
-    return rows
 
 
 @pytest.fixture(scope="module")
