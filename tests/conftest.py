@@ -2,8 +2,10 @@
 
 import json
 import logging
+import os
 import random
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -159,6 +161,19 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converted]:
         log.setLevel(old_level)
     yield Converted(hf_home, Path(path), seconds, [r.getMessage() for r in handler.records])
     shutil.rmtree(hf_home, ignore_errors=True)  # 1.1 GB; pytest would keep it for three runs
+
+
+def run_offline(command: list[str], *, cwd=REPO_ROOT, env: dict | None = None, timeout: int = 600):
+    """Run `command` in a new process with the Hub offline; stdout and stderr captured, never raising."""
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 # -- synthetic tasks and training arguments shared by the test modules --------------------------------------------

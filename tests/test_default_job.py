@@ -5,13 +5,12 @@ output loaded in a fresh process with `trust_remote_code=True` and nothing else.
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import Converted
+from conftest import Converted, run_offline
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REDUCED_RUN = ["--max_steps", "5", "--max_test_samples", "16"]  # the README's quick check of the default job
@@ -30,15 +29,8 @@ print(json.dumps([output.path for output in model.generate_hierarchical(texts, t
 
 
 def run_default_job(launcher: list[str], output_dir: Path, converted: Converted) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*launcher, "train_hdlm.py", *REDUCED_RUN, "--output_dir", str(output_dir)],
-        cwd=REPO_ROOT,
-        env={**os.environ, "HF_HOME": str(converted.hf_home), "HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
+    command = [*launcher, "train_hdlm.py", *REDUCED_RUN, "--output_dir", str(output_dir)]
+    return run_offline(command, env={"HF_HOME": str(converted.hf_home)}, timeout=1200)
 
 
 def bundled_taxonomy() -> set[tuple[str, ...]]:
@@ -73,15 +65,7 @@ def test_no_argument_job_trains_evaluates_and_publishes(launcher: list[str], con
     assert "path_accuracy" in result.stdout and f"AutoModel.from_pretrained('{output_dir}'" in result.stdout
 
     # A fresh process loads it through AutoModel alone and predicts paths of the bundled taxonomy
-    loaded = subprocess.run(
-        [sys.executable, "-c", LOAD_AND_DECODE, str(output_dir)],
-        cwd=REPO_ROOT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    loaded = run_offline([sys.executable, "-c", LOAD_AND_DECODE, str(output_dir)])
     assert loaded.returncode == 0, loaded.stderr[-4000:]
     paths = json.loads(loaded.stdout.strip().splitlines()[-1])
     assert len(paths) == 4

@@ -2,7 +2,6 @@
 data parallelism, resuming, bad data."""
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from conftest import (
     STRATEGIES,
     TAXONOMY_2,
     label_text_rows,
+    run_offline,
     synthetic_rows,
     tiny_base,
     tiny_hdlm,
@@ -56,15 +56,8 @@ def task(tmp_path_factory, tokenizer):
 
 
 def run_script(args, *, launcher=(sys.executable,), env=None, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*launcher, str(REPO_ROOT / "train_hdlm.py"), *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """`python [launcher] train_hdlm.py args` in a new, offline process."""
+    return run_offline([*launcher, str(REPO_ROOT / "train_hdlm.py"), *args], env=env, timeout=timeout)
 
 
 def path_accuracy(output_dir, rows) -> float:
@@ -503,11 +496,10 @@ def test_fsdp2_on_two_cpu_processes_saves_the_gathered_model(task, tokenizer, tm
     reference = HdLMForCausalLM.from_pretrained(single_dir)
     tokenized = tokenize_hierarchical(Dataset.from_list(task["rows"][:8]), reference.get_renderer(tokenizer))
     batch = DataCollatorForHierarchicalLM(tokenizer.pad_token_id)(list(tokenized))
-    remote = subprocess.run(
+    remote = run_offline(
         [sys.executable, "-c", REMOTE_LEVEL_LOSSES, str(fsdp_dir),
          json.dumps({key: batch[key].tolist() for key in ("input_ids", "attention_mask", "labels", "level_ids")})],
-        cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}, capture_output=True, text=True,
-        timeout=300, check=False,
+        cwd=tmp_path, env={"PYTHONPATH": ""}, timeout=300,
     )  # fmt: skip
     assert remote.returncode == 0, remote.stderr[-3000:]
     with torch.no_grad():
@@ -547,10 +539,9 @@ def test_resume_true_after_a_sigkill_during_a_save_matches_an_uninterrupted_run(
     reference = run_script(train_args(task, reference_dir, *extra))
     assert reference.returncode == 0, reference.stderr[-3000:]
 
-    killed = subprocess.run(
+    killed = run_offline(
         [sys.executable, "-c", KILLED_DURING_A_SAVE, "10", str(REPO_ROOT / "train_hdlm.py"),
-         *train_args(task, killed_dir, *extra)],
-        cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600,
+         *train_args(task, killed_dir, *extra)]
     )  # fmt: skip
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert (killed_dir / "checkpoint-10" / "model.safetensors").exists()
@@ -615,14 +606,11 @@ def test_a_trained_label_head_checkpoint_loads_offline_in_a_fresh_process(bf16_r
     """`AutoModel.from_pretrained(..., trust_remote_code=True)` in a new process without a network: the remote code
     (with `taxonomy_hdlm.py`) and the label heads' token ids travel with the checkpoint."""
     texts = [row["text"] for row in task["rows"][:12]]
-    result = subprocess.run(
+    result = run_offline(
         [sys.executable, "-c", REMOTE_PATHS, str(bf16_run), json.dumps(texts)],
         cwd=bf16_run.parent,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""},
-        capture_output=True,
-        text=True,
+        env={"PYTHONPATH": ""},
         timeout=300,
-        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     remote = json.loads(result.stdout.strip().splitlines()[-1])
