@@ -195,7 +195,7 @@ class HierarchicalDecoder:
         """
         Feed one new segment per row, left-padded to a common length, through layers `[0, stop)`.
 
-        Returns the output of layer `layer` (1-based) at the segment's columns, `(batch, length, hidden)`.
+        Returns the hidden states after layer `layer` (as `_run`) at the segment's columns, `(batch, length, hidden)`.
         """
         length = max(len(row) for row in tokens)
         ids = torch.tensor([[self.pad_id] * (length - len(row)) + row for row in tokens], device=self.device)
@@ -232,17 +232,23 @@ class HierarchicalDecoder:
         attention_mask: torch.Tensor | None = None,
         injected: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
-        """One base forward through layers `[start, stop)`; returns the output of layer `layer` (1-based)."""
-        hooked = [] if layer is None else [layer - 1]
+        """
+        One base forward through layers `[start, stop)`; returns the hidden states after layer `layer` (1-based) as
+        `output_hidden_states` gives them (what `head_logits` reads): an intermediate layer's raw output (the input
+        `_fill` needs), the final norm's output at the last layer.
+        """
+        hooked = [layer - 1] if layer is not None and layer < self.num_layers else []
         with running_layers(self.model.decoder_layers, start, stop, hooked, injected) as captured:
-            self.model.model.base_model(
+            outputs = self.model.model.base_model(
                 input_ids=ids,
                 attention_mask=self.attention_mask if attention_mask is None else attention_mask,
                 position_ids=positions,
                 past_key_values=cache_view(cache, range(start, stop)),
                 use_cache=True,
             )
-        return None if layer is None else captured[layer - 1]
+        if layer is None:
+            return None
+        return captured[layer - 1] if hooked else outputs.last_hidden_state
 
     # -- one level ----------------------------------------------------------------------------------------------
 
@@ -250,7 +256,7 @@ class HierarchicalDecoder:
         self, level: int, paths: list[list[str]], hidden: torch.Tensor
     ) -> tuple[list[HierarchicalLevel], list[list[int]]]:
         """
-        Decode one level token by token from `hidden`, the output of layer `k_d` at the last column.
+        Decode one level token by token from `hidden`, the hidden state after layer `k_d` at the last column.
 
         Label levels under constraints follow the prefix trie of the valid labels below each row's path; where the
         trie leaves a single token, it is taken without a step of its own (its probability among the allowed tokens

@@ -31,7 +31,7 @@ from transformers.utils import ModelOutput, logging
 
 try:
     from .configuration_hdlm import HdLMConfig
-    from .decoding_hdlm import HierarchicalDecoder, running_layers
+    from .decoding_hdlm import HierarchicalDecoder
     from .generation_hdlm import (
         STRATEGIES,
         HierarchicalGenerationConfig,
@@ -44,7 +44,7 @@ try:
     from .taxonomy_hdlm import HdLMLabelHead, TaxonomyTrie
 except ImportError:  # imported as a top-level module from a source checkout
     from configuration_hdlm import HdLMConfig
-    from decoding_hdlm import HierarchicalDecoder, running_layers
+    from decoding_hdlm import HierarchicalDecoder
     from generation_hdlm import (
         STRATEGIES,
         HierarchicalGenerationConfig,
@@ -86,6 +86,12 @@ class HdLMOutput(ModelOutput):
             Logits of the final head (only the last `logits_to_keep` positions when that is set).
         past_key_values (`Cache`, *optional*):
             The key/value cache of the base model.
+        hidden_states (`tuple[torch.FloatTensor]`, *optional*, returned when `output_hidden_states=True`):
+            The base model's hidden states: the embeddings, then the output of each layer (the last one's after the
+            final norm), each of shape `(batch_size, sequence_length, hidden_size)`.
+        attentions (`tuple[torch.FloatTensor]`, *optional*, returned when `output_attentions=True`):
+            The base model's attention weights of each layer (with an attention implementation that returns them,
+            e.g. `attn_implementation="eager"`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -338,15 +344,17 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         self, level: int, hidden_states: torch.Tensor, token_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
         """
-        Logits of level `level`'s head for raw decoder-layer outputs `hidden_states`, in float32 at least.
+        Logits of level `level`'s head, in float32 at least, for `hidden_states`: the hidden states after the level's
+        layer as `output_hidden_states` gives them (`hidden_states[config.level_layers[level]]`), the raw output of
+        an intermediate layer, the final norm's output at the last layer.
 
         Without `token_ids`, one logit per row of the head: the whole vocabulary, or for a label head
         ([`HdLMLabelHead`]) its labels' tokens (`head_columns` maps token ids to them). With `token_ids`, only those
         tokens' logits, in that order: a few rows of the head instead of all of it, which is what constrained
         decoding and the constrained loss need.
         """
-        is_final = str(level) not in self.level_heads
-        if is_final or self.config.apply_final_norm:
+        intermediate = self.config.level_layers[level] < self.config.text_config.num_hidden_layers
+        if intermediate and (self.config.apply_final_norm or str(level) not in self.level_heads):
             hidden_states = self.final_norm(hidden_states)
         head = self.level_head(level)
         if token_ids is None:
@@ -382,18 +390,17 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             level `d`, which head `d` predicts from the previous position. Without it the model is the plain
             causal LM (the sft@K baseline).
         """
+        inputs = dict(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
         if level_ids is None:
-            outputs = self.model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                past_key_values=past_key_values,
-                inputs_embeds=inputs_embeds,
-                labels=labels,
-                use_cache=use_cache,
-                logits_to_keep=logits_to_keep,
-                **kwargs,
-            )
+            outputs = self.model(**inputs, labels=labels, logits_to_keep=logits_to_keep)
             return HdLMOutput(
                 loss=outputs.loss,
                 logits=outputs.logits,
@@ -408,18 +415,9 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
                 f"A sequence of {length} tokens is longer than the model encodes ({self.max_positions} positions, "
                 "`max_position_embeddings`): lower `max_length` (or `max_query_tokens`) to at most that."
             )
-        num_layers = self.config.text_config.num_hidden_layers
-        capture = sorted({layer - 1 for layer in self.config.level_layers})
-        with running_layers(self.decoder_layers, 0, num_layers, capture) as captured:
-            outputs = self.model.base_model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                past_key_values=past_key_values,
-                inputs_embeds=inputs_embeds,
-                use_cache=use_cache,
-                **kwargs,
-            )
+        output_hidden_states = inputs.pop("output_hidden_states", False)  # all of them; the level layers' anyway
+        levels = sorted(set(self.config.level_layers))
+        outputs = self.model.base_model(**inputs, output_hidden_states=True if output_hidden_states else levels)
         # The final head runs first: under FSDP2 its forward gathers the weight whose rows the losses below read.
         last_hidden = outputs.last_hidden_state
         slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
@@ -430,7 +428,7 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         level_loss_sums, level_token_counts = [], []
         for level, layer in enumerate(self.config.level_layers):
             selected = level_of_target == level + 1
-            hidden = captured[layer - 1][:, :-1][selected]
+            hidden = outputs.hidden_states[layer][:, :-1][selected]
             if self.config.level_kinds[level] == "label" and self.config.label_loss == "constrained":
                 logits, level_targets = self._constrained_logits(level, hidden, targets, selected, gold_paths)
             else:
@@ -448,6 +446,8 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             level_token_counts=level_token_counts,
             logits=final_logits,
             past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states if output_hidden_states else None,
+            attentions=outputs.attentions,
         )
 
     def _constrained_logits(

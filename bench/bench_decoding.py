@@ -145,53 +145,48 @@ def authors_level(
 ) -> tuple[list[int], str | None]:
     """
     Prefill `ids` through all `K` layers on a fresh cache, then greedy-decode level `level` token by token, every
-    step through all `K` layers, reading head `level` from the output of layer `k_d` (a forward hook, as
-    `modeling_hdlm` does). Label levels follow HdLM's own label trie below `path` (the labels decoded above), so the
-    tokens are comparable. Returns the level's tokens and, for a label level, its label.
+    step through all `K` layers, reading head `level` from the hidden states after layer `k_d`
+    (`output_hidden_states`, as `HdLMForCausalLM.head_logits` takes them). Label levels follow HdLM's own label trie
+    below `path` (the labels decoded above), so the tokens are comparable. Returns the level's tokens and, for a
+    label level, its label.
     """
     config = model.config
     base = model.model.base_model
     cache = DynamicCache(config=config.text_config)
-    captured: list[torch.Tensor] = []
-
-    def keep(module, args, output) -> None:
-        captured[:] = [output[0] if isinstance(output, tuple) else output]
+    layer = config.level_layers[level]
 
     def forward(new_ids: list[int]) -> torch.Tensor:
         seen = cache.get_seq_length()
-        base(
+        outputs = base(
             input_ids=torch.tensor([new_ids]),
             attention_mask=torch.ones(1, seen + len(new_ids), dtype=torch.long),
             position_ids=torch.arange(seen, seen + len(new_ids))[None],
             past_key_values=cache,
             use_cache=True,
+            output_hidden_states=[layer],
         )
-        return captured[0][:, -1]
+        return outputs.hidden_states[layer][:, -1]
 
     constrained = config.level_kinds[level] == "label" and bool(config.taxonomy)
     node = model.label_trie(renderer).root(level, path) if constrained else None
     end_ids = renderer.end_ids(level)
     tokens: list[int] = []
-    handle = model.decoder_layers[config.level_layers[level] - 1].register_forward_hook(keep)
-    try:
-        hidden = forward(ids)
-        while True:
-            logits = model.head_logits(level, hidden)
-            if node is not None:
-                allowed = torch.zeros_like(logits, dtype=torch.bool)
-                allowed[:, list(node.children)] = True
-                logits = logits.masked_fill(~allowed, float("-inf"))
-            token = int(logits.argmax(-1))
-            tokens.append(token)
-            if node is not None:
-                node = node.children[token]
-                if node.label is not None:
-                    return tokens, node.label
-            elif tokens[-len(end_ids) :] == end_ids or len(tokens) >= max_new_tokens:
-                return tokens, None
-            hidden = forward([token])
-    finally:
-        handle.remove()
+    hidden = forward(ids)
+    while True:
+        logits = model.head_logits(level, hidden)
+        if node is not None:
+            allowed = torch.zeros_like(logits, dtype=torch.bool)
+            allowed[:, list(node.children)] = True
+            logits = logits.masked_fill(~allowed, float("-inf"))
+        token = int(logits.argmax(-1))
+        tokens.append(token)
+        if node is not None:
+            node = node.children[token]
+            if node.label is not None:
+                return tokens, node.label
+        elif tokens[-len(end_ids) :] == end_ids or len(tokens) >= max_new_tokens:
+            return tokens, None
+        hidden = forward([token])
 
 
 # -- timing ----------------------------------------------------------------------------------------------------------
@@ -298,7 +293,7 @@ def step_costs(model: HdLMForCausalLM, k1: int, context: int, repeats: int) -> d
 
 def python_shares(run: Callable[[], object]) -> tuple[float, float]:
     """
-    Shares of one profiled run of `run` spent in HdLM's own Python (`modeling_hdlm.py`: hooks, cache views,
+    Shares of one profiled run of `run` spent in HdLM's own Python (the `*_hdlm.py` files: hooks, cache views,
     bookkeeping, not counting what it calls) and in all Python outside torch's built-in operators (transformers'
     module calls included). cProfile slows Python down more than the operators, so both are upper bounds.
     """
@@ -306,7 +301,7 @@ def python_shares(run: Callable[[], object]) -> tuple[float, float]:
     profiler.runcall(run)
     stats = pstats.Stats(profiler)
     in_torch = sum(row[2] for (file, _, name), row in stats.stats.items() if file == "~" and "torch" in name)
-    in_hdlm = sum(row[2] for (file, _, _), row in stats.stats.items() if Path(file).name == "modeling_hdlm.py")
+    in_hdlm = sum(row[2] for (file, _, _), row in stats.stats.items() if Path(file).name.endswith("_hdlm.py"))
     return in_hdlm / stats.total_tt, 1 - in_torch / stats.total_tt
 
 

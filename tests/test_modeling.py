@@ -306,6 +306,33 @@ def test_loss_is_the_weighted_sum_of_level_cross_entropies(family, apply_final_n
     assert out.loss.requires_grad
 
 
+@pytest.mark.parametrize("family", ["llama", "gemma3_text", "gpt2_tied"])
+def test_training_forward_returns_hidden_states_and_attentions_when_asked(family, tokenizer):
+    """With `level_ids`, `output_hidden_states=True` / `output_attentions=True` return the base model's own (every
+    layer, the last after the final norm), and change neither the loss nor the logits; without them, none."""
+    model = tiny_hdlm(family, tokenizer, taxonomy=TAXONOMY_3)
+    model.set_attn_implementation("eager")
+    batch = batch_of(model, tokenizer, [(PROMPTS[0], TAXONOMY_3[0]), (PROMPTS[2], TAXONOMY_3[3])])
+    plain = model(**batch)
+    assert plain.hidden_states is None and plain.attentions is None
+    out = model(**batch, output_hidden_states=True, output_attentions=True)
+    reference = model.model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        output_hidden_states=True,
+        output_attentions=True,
+    )
+    assert len(out.hidden_states) == 5 and len(out.attentions) == 4
+    for ours, theirs in zip(out.hidden_states + out.attentions, reference.hidden_states + reference.attentions):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    torch.testing.assert_close(out.level_losses, plain.level_losses, rtol=0, atol=0)
+    torch.testing.assert_close(out.logits, plain.logits, rtol=0, atol=0)
+    # `head_logits` reads the hidden states as `output_hidden_states` gives them, at every level (the last layer's
+    # already normed): the final level's logits are the base model's.
+    last = model.head_logits(2, out.hidden_states[4])
+    torch.testing.assert_close(last, reference.logits.to(last.dtype), rtol=0, atol=0)
+
+
 def test_level_loss_sums_and_token_counts_make_the_level_means(tokenizer):
     """Each level's loss is its summed cross-entropy over its token count; a level without tokens counts 0 and
     adds no loss (a batch of rows whose leaf is outside the taxonomy's reach, say)."""
