@@ -1,6 +1,7 @@
 """Building the model to train: HdLM options, adapting a causal LM (or continuing an HdLM), freezing, LoRA."""
 
 import copy
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -150,23 +151,17 @@ def load_hdlm_model(
     if use_chat_template is None:
         use_chat_template = tokenizer.chat_template is not None
     head_init = "shared" if not train_level_heads and hdlm_args.head_init == "copy" else hdlm_args.head_init
-    options = dict(
+    options = {name: value for name, value in dataclasses.asdict(hdlm_args).items() if name != "mode"}
+    if options["instruction"] is None:
+        del options["instruction"]  # the config's default names the levels
+    options.update(
         level_layers=level_layers,
         level_names=level_names,
         level_kinds=level_kinds,
-        level_loss_weights=hdlm_args.level_loss_weights,
         taxonomy=taxonomy,
         head_init=head_init,
-        label_head_vocabulary=hdlm_args.label_head_vocabulary,
-        label_loss=hdlm_args.label_loss,
-        apply_final_norm=hdlm_args.apply_final_norm,
         use_chat_template=use_chat_template,
-        show_candidates=hdlm_args.show_candidates,
-        max_query_tokens=hdlm_args.max_query_tokens,
-        query_truncation_side=hdlm_args.query_truncation_side,
     )
-    if hdlm_args.instruction is not None:
-        options["instruction"] = hdlm_args.instruction
     return HdLMForCausalLM.from_base(model_name_or_path, options, tokenizer=tokenizer, base_kwargs=load_kwargs)
 
 
