@@ -6,6 +6,7 @@ transformers and its sibling files `generation_hdlm`, `rendering_hdlm` and `taxo
 
 import contextlib
 import copy
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -363,7 +364,9 @@ class HierarchicalDecoder:
         for row, (row_tokens, score) in enumerate(zip(tokens, scores)):
             if nodes is not None:
                 label = nodes[row].label
-                decoded.append(HierarchicalLevel(name, kind, label, row_tokens, score, label=label))
+                decoded.append(
+                    HierarchicalLevel(name, kind, label, row_tokens, score, label=label, probability=math.exp(score))
+                )
                 continue
             ended = row_tokens[-len(end_ids) :] == end_ids
             answer = row_tokens[: -len(end_ids)] if ended else row_tokens
@@ -431,6 +434,7 @@ class HierarchicalDecoder:
             best_score,
             label=best,
             top_labels=top if self.options.top_k > 1 else None,
+            probability=probabilities[0],
         )
 
 

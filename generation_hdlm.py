@@ -41,6 +41,10 @@ class HierarchicalLevel:
     `score` is the log-probability of the level's tokens: over the whole vocabulary for free levels and for
     `strategy="rank"` (the label's full log-likelihood); for constrained greedy levels, among the tokens the taxonomy
     allows at each step (as `compute_transition_scores(..., normalize_logits=True)` scores a constrained `generate`).
+
+    `probability` (label levels decoded under constraints) is the label's probability among the labels the taxonomy
+    allows below the path above it: `exp(score)` for greedy decoding (the allowed tokens' probabilities multiply to
+    a distribution over the allowed labels), the softmax of the candidates' scores for `strategy="rank"`.
     """
 
     name: str
@@ -53,6 +57,7 @@ class HierarchicalLevel:
     """With `top_k > 1`: the `top_k` best labels and their probabilities among the candidates."""
     truncated: bool = False
     """The level hit `max_new_tokens` before its end marker."""
+    probability: float | None = None
 
 
 @dataclass
@@ -64,6 +69,15 @@ class HierarchicalOutput:
     @property
     def path(self) -> list[str]:
         return [level.text for level in self.levels]
+
+    @property
+    def probability(self) -> float | None:
+        """The path's probability: the product of its label levels' probabilities (None where a label level was
+        decoded without constraints, or there is no label level)."""
+        probabilities = [level.probability for level in self.levels if level.kind == "label"]
+        if not probabilities or None in probabilities:
+            return None
+        return math.prod(probabilities)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import socket
@@ -540,6 +541,7 @@ def test_rank_matches_brute_force_log_likelihood(family, vocabulary, tokenizer):
         expected_top = sorted(zip(scores, probabilities.tolist()), key=lambda item: -item[1])[:3]
         assert [label for label, _ in decoded.top_labels] == [label for label, _ in expected_top]
         assert [p for _, p in decoded.top_labels] == pytest.approx([p for _, p in expected_top], abs=1e-6)
+        assert decoded.probability == pytest.approx(expected_top[0][1], abs=1e-6)
         prefix = prefix + renderer.answer_ids(level, best)
         parent = best
 
@@ -566,6 +568,38 @@ def test_greedy_score_is_the_log_probability_of_its_tokens(constrained, tokenize
     else:
         expected = logits.log_softmax(-1).gather(-1, torch.tensor(level.token_ids)[:, None]).sum().item()
     assert level.score == pytest.approx(expected, abs=1e-5)
+    assert level.probability == (pytest.approx(math.exp(expected), abs=1e-5) if constrained else None)
+
+
+def test_greedy_label_probabilities_are_a_distribution_over_the_allowed_labels(tokenizer):
+    """The probability greedy decoding gives a label (its tokens' probabilities among the tokens the taxonomy allows
+    at each step) sums to 1 over the labels allowed there, and a path's probability is the product of its levels'."""
+    model = tiny_hdlm("llama", tokenizer, taxonomy=TAXONOMY_3, level_layers=[1, 3, 4])
+    renderer = model.get_renderer(tokenizer)
+    output = model.generate_hierarchical(PROMPTS[2], tokenizer)[0]
+    prefix = renderer.prompt_ids(PROMPTS[2])
+    path: list[str] = []
+    for level, layer in enumerate([1, 3, 4]):
+        prefix = prefix + renderer.header_ids(level, path[-1] if path else None)
+        total = 0.0
+        for label in renderer.candidates(level, path[-1] if path else None):
+            answer = renderer.answer_ids(level, label)
+            nodes, _ = model.label_trie().walk(level, path, answer)
+            hidden = model.model(input_ids=torch.tensor([prefix + answer]), output_hidden_states=True)
+            states = hidden.hidden_states[layer][0, len(prefix) - 1 : -1]
+            vocabulary = torch.tensor(model.label_trie().vocabularies[level])
+            logits = model.head_logits(level, states, vocabulary)
+            allowed = model.label_trie().allowed_mask(level)[torch.tensor(nodes)]
+            log_probs = logits.masked_fill(~allowed, float("-inf")).log_softmax(-1)
+            columns = torch.searchsorted(vocabulary, torch.tensor(answer))
+            probability = log_probs.gather(-1, columns[:, None]).sum().exp()
+            total += probability.item()
+            if label == output.levels[level].label:
+                assert output.levels[level].probability == pytest.approx(probability.item(), abs=1e-5)
+        assert total == pytest.approx(1.0, abs=1e-5)
+        path.append(output.levels[level].label)
+        prefix = prefix + renderer.answer_ids(level, path[-1])
+    assert output.probability == pytest.approx(math.prod(level.probability for level in output.levels))
 
 
 @pytest.mark.parametrize(
