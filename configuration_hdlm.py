@@ -4,11 +4,14 @@ This file is copied beside every HdLM checkpoint and loaded with `trust_remote_c
 `transformers` (and the standard library).
 """
 
+import dataclasses
+import difflib
+import inspect
 import math
 import numbers
 import operator
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
@@ -201,6 +204,33 @@ class HdLMConfig(PreTrainedConfig):
         if self.instruction is None:
             self.instruction = "Answer with the " + ", then the ".join(self.level_names) + "."
         self._validate_rendering()
+
+    @classmethod
+    def from_options(
+        cls, text_config: PreTrainedConfig, options: "HdLMConfig | Mapping[str, Any] | Any"
+    ) -> "HdLMConfig":
+        """
+        A config on `text_config` with the HdLM options of `options`: another `HdLMConfig` (its `text_config` is
+        replaced), or its fields as a mapping or a dataclass. Unknown names are a `TypeError` that suggests the close
+        ones; sequences (tuples, arrays) are stored as the lists `config.json` holds.
+        """
+        fields = sorted(set(inspect.get_annotations(cls)) - {"text_config"})
+        if isinstance(options, PreTrainedConfig) and options.model_type == cls.model_type:
+            options = {name: getattr(options, name) for name in fields}
+        else:
+            options = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else dict(options)
+            if unknown := sorted(set(options) - set(fields)):
+                close = {name: difflib.get_close_matches(name, fields, 1) for name in unknown}
+                hints = [
+                    f"{name!r} (did you mean {close[name][0]!r}?)" if close[name] else repr(name) for name in unknown
+                ]
+                raise TypeError(
+                    f"Got unknown HdLM options {', '.join(hints)}: the options are the fields of `HdLMConfig`."
+                )
+        for name in ("level_layers", "level_names", "level_kinds", "level_loss_weights", "taxonomy"):
+            if isinstance(options.get(name), Sequence):
+                options[name] = [list(path) for path in options[name]] if name == "taxonomy" else list(options[name])
+        return cls(text_config=text_config, **options)
 
     @property
     def num_levels(self) -> int:

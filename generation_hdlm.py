@@ -1,8 +1,9 @@
 """What [`HdLMForCausalLM.generate_hierarchical`] takes and returns: its options (`HierarchicalGenerationConfig`), its
-inputs as prompt token ids, the tokenizer beside the weights, and the decoded levels.
+inputs as prompt token ids, the tokenizer beside the weights (and a check of the weights files), and the decoded
+levels.
 
 This file is copied beside every HdLM checkpoint and loaded with `trust_remote_code=True`: it imports only torch,
-transformers and its sibling file `rendering_hdlm`.
+transformers, safetensors and its sibling file `rendering_hdlm`.
 """
 
 import dataclasses
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from transformers.generation.logits_process import (
     LogitsProcessorList,
@@ -302,6 +304,33 @@ def load_tokenizer(source: dict | None) -> PreTrainedTokenizerBase:
         raise ValueError(
             f"Pass `tokenizer=`: no tokenizer could be loaded from {source['pretrained_model_name_or_path']}, "
             f"where this model was loaded from ({error})."
+        ) from error
+
+
+def check_weights_files(folder: str | os.PathLike) -> None:
+    """Raise `OSError` naming a local `.safetensors` file of `folder` that is cut short (an interrupted save or copy),
+    before `from_pretrained` reads it; a folder that does not exist (a Hub id) is left to `from_pretrained`."""
+    if os.path.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".safetensors"):
+                _check_safetensors_file(os.path.join(folder, name))
+
+
+def _check_safetensors_file(path: str) -> None:
+    """Raise `OSError` naming `path` when `safetensors` cannot read its header, or the header does not describe the
+    whole file: a file cut short by an interrupted save, copy or download."""
+    try:
+        with safe_open(path, framework="pt"):
+            pass
+    except SafetensorError as error:
+        size = os.path.getsize(path)
+        reason = str(error).removeprefix("Error while deserializing header: ")
+        problem = f"its header does not match the file: {reason}"
+        if size < 8:
+            problem = f"it holds {size} bytes, less than its header"
+        raise OSError(
+            f"{path} is not a complete safetensors file ({problem}): it was cut short, by an interrupted save, copy "
+            "or download. Save or download the checkpoint again."
         ) from error
 
 

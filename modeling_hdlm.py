@@ -4,20 +4,16 @@ Implements "Making Language Model a Hierarchical Classifier" (arXiv 2507.12930) 
 `AutoModelForCausalLM` builds. This file is copied beside every HdLM checkpoint and loaded with
 `trust_remote_code=True`, with the sibling files it imports (which `save_pretrained` copies with it):
 `configuration_hdlm`, `rendering_hdlm` (the renderer), `generation_hdlm` (decoding options and outputs),
-`decoding_hdlm` (the hierarchical decoder) and `taxonomy_hdlm` (label tries and label heads). They import only torch
-and transformers.
+`decoding_hdlm` (the hierarchical decoder) and `taxonomy_hdlm` (label tries and label heads). They import only torch,
+transformers and safetensors.
 """
 
 import copy
-import dataclasses
-import difflib
-import inspect
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-from safetensors import SafetensorError, safe_open
 from torch import nn
 from torch.nn import functional as F
 from transformers import (
@@ -33,26 +29,24 @@ try:
     from .configuration_hdlm import HdLMConfig
     from .decoding_hdlm import HierarchicalDecoder
     from .generation_hdlm import (
-        STRATEGIES,
         HierarchicalGenerationConfig,
-        HierarchicalLevel,
         HierarchicalOutput,
+        check_weights_files,
         load_tokenizer,
+        tokenizer_source,
     )
-    from .generation_hdlm import tokenizer_source as _tokenizer_source
     from .rendering_hdlm import HdLMRenderer
     from .taxonomy_hdlm import HdLMLabelHead, TaxonomyTrie
 except ImportError:  # imported as a top-level module from a source checkout
     from configuration_hdlm import HdLMConfig
     from decoding_hdlm import HierarchicalDecoder
     from generation_hdlm import (
-        STRATEGIES,
         HierarchicalGenerationConfig,
-        HierarchicalLevel,
         HierarchicalOutput,
+        check_weights_files,
         load_tokenizer,
+        tokenizer_source,
     )
-    from generation_hdlm import tokenizer_source as _tokenizer_source
     from rendering_hdlm import HdLMRenderer
     from taxonomy_hdlm import HdLMLabelHead, TaxonomyTrie
 
@@ -75,23 +69,18 @@ class HdLMOutput(ModelOutput):
             With `level_ids`: `sum_d level_loss_weights[d] * level_losses[d]`, the loss of this batch alone; otherwise
             the plain causal LM loss.
         level_losses (`torch.FloatTensor` of shape `(num_levels,)`, *optional*):
-            Token-mean cross-entropy of each level over its own tokens in this batch (0 for a level absent from it):
-            `level_loss_sums / level_token_counts`.
-        level_loss_sums (`torch.FloatTensor` of shape `(num_levels,)`, *optional*):
-            Summed cross-entropy of each level over its own tokens in this batch. A trainer divides it by the level's
-            token count over the whole optimizer step (gradient accumulation, every process) instead.
-        level_token_counts (`torch.LongTensor` of shape `(num_levels,)`, *optional*):
-            Number of target tokens of each level in this batch.
+            Token-mean cross-entropy of each level in this batch, `level_loss_sums / level_token_counts` (0 where
+            the level has no token).
+        level_loss_sums (`torch.FloatTensor`), level_token_counts (`torch.LongTensor`), of shape `(num_levels,)`:
+            Each level's summed cross-entropy and number of target tokens in this batch. A trainer divides the sums by
+            the counts of the whole optimizer step (gradient accumulation, every process) instead.
         logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`):
             Logits of the final head (only the last `logits_to_keep` positions when that is set).
         past_key_values (`Cache`, *optional*):
             The key/value cache of the base model.
-        hidden_states (`tuple[torch.FloatTensor]`, *optional*, returned when `output_hidden_states=True`):
-            The base model's hidden states: the embeddings, then the output of each layer (the last one's after the
-            final norm), each of shape `(batch_size, sequence_length, hidden_size)`.
-        attentions (`tuple[torch.FloatTensor]`, *optional*, returned when `output_attentions=True`):
-            The base model's attention weights of each layer (with an attention implementation that returns them,
-            e.g. `attn_implementation="eager"`).
+        hidden_states (`tuple[torch.FloatTensor]`, *optional*), attentions (`tuple[torch.FloatTensor]`, *optional*):
+            The base model's, with `output_hidden_states=True` (the embeddings, then each layer's output, the last
+            one after the final norm) and `output_attentions=True` (with an attention implementation that has them).
     """
 
     loss: torch.FloatTensor | None = None
@@ -139,14 +128,10 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         `PreTrainedModel.from_pretrained`, which also fixes where the tokenizer is, for `generate_hierarchical`, and
         names a local weights file cut short (an interrupted save or copy) before reading it.
         """
-        folder = os.path.join(str(pretrained_model_name_or_path), kwargs.get("subfolder") or "")
-        if os.path.isdir(folder):
-            for name in sorted(os.listdir(folder)):
-                if name.endswith(".safetensors"):
-                    _check_safetensors_file(os.path.join(folder, name))
+        check_weights_files(os.path.join(str(pretrained_model_name_or_path), kwargs.get("subfolder") or ""))
         loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
-        model._tokenizer_source = _tokenizer_source(pretrained_model_name_or_path, kwargs)
+        model._tokenizer_source = tokenizer_source(pretrained_model_name_or_path, kwargs)
         return loaded
 
     def _new_head(self, level: int, like: nn.Module | None = None) -> nn.Linear:
@@ -167,15 +152,13 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             if self.config.taxonomy is None:
                 raise ValueError("This HdLM has no taxonomy: its levels have no labels to constrain.")
             token_ids = self.config.taxonomy_token_ids
-            if token_ids is None:
-                if renderer is None:
-                    raise ValueError(
-                        "`config.taxonomy_token_ids` is not set, and label-vocabulary heads, the constrained loss and "
-                        "constrained decoding are built from it: adapt the model with "
-                        "`HdLMForCausalLM.from_base(..., tokenizer=tokenizer)`."
-                    )
-                token_ids = renderer.taxonomy_token_ids()
-            self._taxonomy_trie = TaxonomyTrie(self.config.taxonomy, token_ids)
+            if token_ids is None and renderer is None:
+                raise ValueError(
+                    "`config.taxonomy_token_ids` is not set, and label-vocabulary heads, the constrained loss and "
+                    "constrained decoding are built from it: adapt the model with "
+                    "`HdLMForCausalLM.from_base(..., tokenizer=tokenizer)`."
+                )
+            self._taxonomy_trie = TaxonomyTrie(self.config.taxonomy, token_ids or renderer.taxonomy_token_ids())
         return self._taxonomy_trie
 
     def _find_decoder_layers(self) -> str:
@@ -232,8 +215,7 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             if new_num_tokens <= used:
                 raise ValueError(
                     f"`new_num_tokens={new_num_tokens}` would drop token {used}, which the taxonomy's labels use "
-                    "(`config.taxonomy_token_ids`): keep at least "
-                    f"{used + 1} tokens, or adapt the base model again with `from_base`."
+                    f"(`config.taxonomy_token_ids`): keep at least {used + 1} tokens, or adapt the base model again."
                 )
         embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
         vocab_size = embeddings.weight.shape[0]
@@ -241,20 +223,11 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         for key, head in self.level_heads.items():
             if isinstance(head, HdLMLabelHead) or head.out_features == vocab_size:
                 continue
-            resized = nn.Linear(
-                head.in_features,
-                vocab_size,
-                bias=head.bias is not None,
-                device=head.weight.device,
-                dtype=head.weight.dtype,
-            )
-            kept = min(head.out_features, vocab_size)
+            resized, kept = self._new_head(int(key), like=final_head), min(head.out_features, vocab_size)
             with torch.no_grad():
-                resized.weight[:kept] = head.weight[:kept]
-                resized.weight[kept:] = final_head.weight[kept:vocab_size]
+                resized.weight.copy_(torch.cat([head.weight[:kept], final_head.weight[kept:]]))
                 if head.bias is not None:
-                    resized.bias[:kept] = head.bias[:kept]
-                    resized.bias[kept:] = final_head.bias[kept:vocab_size] if final_head.bias is not None else 0.0
+                    resized.bias.copy_(torch.cat([head.bias[:kept], final_head.bias[kept:]]))
             resized.requires_grad_(head.weight.requires_grad)
             self.level_heads[key] = resized
         return embeddings
@@ -280,25 +253,9 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             tokenizer: the base model's tokenizer. With a taxonomy it renders the labels' token ids
                 (`config.taxonomy_token_ids`), from which label-vocabulary heads and the constrained loss are built.
         """
-        fields = sorted(set(inspect.get_annotations(HdLMConfig)) - {"text_config"})
-        if isinstance(config, HdLMConfig):
-            options = {name: getattr(config, name) for name in fields}
-        else:
-            options = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-            if unknown := sorted(set(options) - set(fields)):
-                close = {name: difflib.get_close_matches(name, fields, 1) for name in unknown}
-                hints = [
-                    f"{name!r} (did you mean {close[name][0]!r}?)" if close[name] else repr(name) for name in unknown
-                ]
-                raise TypeError(
-                    f"`from_base` got unknown HdLM options {', '.join(hints)}: it takes the fields of `HdLMConfig`."
-                )
-        for name in ("level_layers", "level_names", "level_kinds", "level_loss_weights", "taxonomy"):
-            if isinstance(options.get(name), Sequence):  # tuples and other sequences, as `HdLMConfig` stores lists
-                options[name] = [list(path) for path in options[name]] if name == "taxonomy" else list(options[name])
         if isinstance(base, str):
             base = AutoModelForCausalLM.from_pretrained(base, **(base_kwargs or {}))
-        config = HdLMConfig(text_config=base.config, **options)
+        config = HdLMConfig.from_options(base.config, config)
         config.auto_map = dict(AUTO_MAP)
         config.dtype = base.dtype
         if config.taxonomy is not None and tokenizer is not None:
@@ -322,7 +279,7 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
         model.generation_config = copy.deepcopy(base.generation_config)
         model.name_or_path = base.name_or_path
         if base.name_or_path:
-            model._tokenizer_source = _tokenizer_source(base.name_or_path, base_kwargs or {})
+            model._tokenizer_source = tokenizer_source(base.name_or_path, base_kwargs or {})
         return model
 
     @property
@@ -390,24 +347,19 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             level `d`, which head `d` predicts from the previous position. Without it the model is the plain
             causal LM (the sft@K baseline).
         """
-        inputs = dict(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
+        inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "position_ids": position_ids,
+            "past_key_values": past_key_values,
+            "inputs_embeds": inputs_embeds,
+            "use_cache": use_cache,
             **kwargs,
-        )
+        }
         if level_ids is None:
             outputs = self.model(**inputs, labels=labels, logits_to_keep=logits_to_keep)
-            return HdLMOutput(
-                loss=outputs.loss,
-                logits=outputs.logits,
-                past_key_values=outputs.past_key_values,
-                hidden_states=outputs.hidden_states,
-                attentions=outputs.attentions,
-            )
+            fields = ("loss", "logits", "past_key_values", "hidden_states", "attentions")
+            return HdLMOutput(**{name: outputs.get(name) for name in fields})
 
         length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
         if self.max_positions is not None and length > self.max_positions:
@@ -430,7 +382,12 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             selected = level_of_target == level + 1
             hidden = outputs.hidden_states[layer][:, :-1][selected]
             if self.config.level_kinds[level] == "label" and self.config.label_loss == "constrained":
-                logits, level_targets = self._constrained_logits(level, hidden, targets, selected, gold_paths)
+                # Among the tokens the taxonomy allows below the gold labels above (what constrained decoding does)
+                trie = self.label_trie()
+                vocabulary = torch.tensor(trie.vocabularies[level], device=hidden.device)
+                allowed = trie.allowed_at_targets(level, targets, selected, gold_paths)
+                logits = self.head_logits(level, hidden, vocabulary).masked_fill(~allowed, float("-inf"))
+                level_targets = torch.searchsorted(vocabulary, targets[selected])
             else:
                 logits = self.head_logits(level, hidden)
                 level_targets = self.head_columns(level, targets[selected])
@@ -449,39 +406,6 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             hidden_states=outputs.hidden_states if output_hidden_states else None,
             attentions=outputs.attentions,
         )
-
-    def _constrained_logits(
-        self,
-        level: int,
-        hidden: torch.Tensor,
-        targets: torch.Tensor,
-        selected: torch.Tensor,
-        gold_paths: list[list[str]],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """
-        Logits of a label level's target tokens over the tokens the taxonomy allows at each (the others `-inf`),
-        and the targets as columns of them: the cross-entropy constrained greedy decoding optimises.
-
-        Each row's gold tokens are walked through the label trie below its gold labels of the levels above
-        (`gold_paths`, extended here with the label reached). Only the level's vocabulary rows are computed.
-        """
-        trie = self.label_trie()
-        vocabulary = torch.tensor(trie.vocabularies[level], device=hidden.device)
-        visited: list[int] = []
-        rows_targets = targets.masked_select(selected).tolist()
-        start = 0
-        for row, count in enumerate(selected.sum(1).tolist()):
-            if not count:
-                continue
-            nodes, label = trie.walk(level, gold_paths[row], rows_targets[start : start + count])
-            visited.extend(nodes)
-            gold_paths[row].append(label)
-            start += count
-        allowed = trie.allowed_mask(level, hidden.device)[
-            torch.tensor(visited, dtype=torch.long, device=hidden.device)
-        ]
-        logits = self.head_logits(level, hidden, vocabulary).masked_fill(~allowed, float("-inf"))
-        return logits, torch.searchsorted(vocabulary, targets[selected])
 
     def get_renderer(self, tokenizer: PreTrainedTokenizerBase) -> HdLMRenderer:
         return HdLMRenderer(self.config, tokenizer)
@@ -513,34 +437,4 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
 
 HdLMForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 
-
-def _check_safetensors_file(path: str) -> None:
-    """Raise `OSError` naming `path` when `safetensors` cannot read its header, or the header does not describe the
-    whole file: a file cut short by an interrupted save, copy or download."""
-    try:
-        with safe_open(path, framework="pt"):
-            pass
-    except SafetensorError as error:
-        size = os.path.getsize(path)
-        reason = str(error).removeprefix("Error while deserializing header: ")
-        problem = f"its header does not match the file: {reason}"
-        if size < 8:
-            problem = f"it holds {size} bytes, less than its header"
-        raise OSError(
-            f"{path} is not a complete safetensors file ({problem}): it was cut short, by an interrupted save, copy "
-            "or download. Save or download the checkpoint again."
-        ) from error
-
-
-__all__ = [
-    "STRATEGIES",
-    "HdLMConfig",
-    "HdLMForCausalLM",
-    "HdLMLabelHead",
-    "HdLMOutput",
-    "HdLMPreTrainedModel",
-    "HdLMRenderer",
-    "HierarchicalGenerationConfig",
-    "HierarchicalLevel",
-    "HierarchicalOutput",
-]
+__all__ = ["HdLMForCausalLM", "HdLMOutput", "HdLMPreTrainedModel"]

@@ -106,6 +106,28 @@ class TaxonomyTrie:
             raise ValueError(f"Tokens {list(token_ids)} at level {level + 1} below {list(prefix)} end inside a label.")
         return visited, node.label
 
+    def allowed_at_targets(
+        self, level: int, targets: torch.Tensor, selected: torch.Tensor, gold_paths: list[list[str]]
+    ) -> torch.Tensor:
+        """
+        What the constrained loss normalises over: for each target token of `level` (`targets[selected]`, row by
+        row), the tokens of `vocabularies[level]` allowed at its position, as `(num_targets, len(vocabulary))`
+        booleans.
+
+        Each row's targets (a whole label and its end marker) are walked below its gold labels of the levels above,
+        `gold_paths[row]`, which is extended with the label reached.
+        """
+        visited: list[int] = []
+        row_targets = targets.masked_select(selected).tolist()
+        start = 0
+        for row, count in enumerate(selected.sum(1).tolist()):
+            if count:
+                nodes, label = self.walk(level, gold_paths[row], row_targets[start : start + count])
+                visited.extend(nodes)
+                gold_paths[row].append(label)
+                start += count
+        return self.allowed_mask(level, targets.device)[torch.tensor(visited, dtype=torch.long, device=targets.device)]
+
     def allowed_mask(self, level: int, device: torch.device | str | None = None) -> torch.Tensor:
         """`(num_nodes, len(vocabularies[level]))` booleans: the tokens each node of the level allows."""
         mask = self._masks.get(level)
