@@ -17,39 +17,40 @@ PREDICTIONS = [
     ["C", "c1"],  # right
 ]
 
+# A label is its path: the level-2 label of [A, b1] is A/b1, not B/b1.
 # Level 1: true A A B B C, predicted A A A B C -> 4 / 5 right, nothing missing.
 #   A: TP 2, FP 1, FN 0 -> F1 = 4 / 5; B: TP 1, FN 1 -> 2 / 3; C: 1.  macro = (4/5 + 2/3 + 1) / 3 = 37 / 45.
-# Level 2: true a1 a2 b1 b2 c1, predicted a1 a1 b1 - c1 -> 3 / 5 right.
-#   micro: TP 3, FP 1 (a1 for a2), FN 2 (a2, b2; the missing one is no FP) -> 6 / 9.
-#   a1: TP 1, FP 1 -> 2 / 3; a2: 0; b1: 1; b2: 0; c1: 1.  macro = (2/3 + 1 + 1) / 5 = 8 / 15.
-# Flat: true sets have 10 labels, predicted sets 9; TP = 2 + 1 + 1 (b1) + 1 + 2 = 7, FP 2, FN 3 -> 14 / 19.
-#   per label: A 4/5, B 2/3, C 1, a1 2/3, a2 0, b1 1, b2 0, c1 1 -> sum 77 / 15.
-#   macro over the 10 taxonomy labels (D, d1 score 0) = 77 / 150; over the 8 labels seen = 77 / 120.
+# Level 2: true A/a1 A/a2 B/b1 B/b2 C/c1, predicted A/a1 A/a1 A/b1 - C/c1 -> 2 / 5 right.
+#   micro: TP 2, FP 2 (A/a1 for A/a2, A/b1 for B/b1; the missing one is no FP), FN 3 (A/a2, B/b1, B/b2) -> 4 / 9.
+#   A/a1: TP 1, FP 1 -> 2 / 3; C/c1: 1; A/a2, B/b1, B/b2, A/b1: 0.  macro = (2/3 + 1) / 6 = 5 / 18.
+# Flat: true sets have 10 labels, predicted sets 9; TP = 2 + 1 + 0 + 1 + 2 = 6, FP 3, FN 4 -> 12 / 19.
+#   per label: A 4/5, B 2/3, C 1, A/a1 2/3, C/c1 1, the others 0 -> sum 62 / 15.
+#   macro over the 10 taxonomy labels (D, D/d1 score 0; A/b1 is none of them) = 62 / 150; over the 9 seen = 62 / 135.
 # Path: 2 / 5 exact; classes (A,a1) 2/3, (A,a2) 0, (B,b1) 0, (B,b2) 0, (C,c1) 1, (A,b1) 0, (B) 0 -> macro 5 / 21.
-# Hierarchical: only [A, b1] gains an ancestor (B, parent of b1) -> {A, b1, B}; TP = 2 + 1 + 2 + 1 + 2 = 8,
-#   |predicted| = 2 + 2 + 3 + 1 + 2 = 10, |true| = 10 -> hP = hR = hF = 8 / 10.
+# Hierarchical: the label sets hold their ancestors already -> the flat counts: hP = 6 / 9, hR = 6 / 10, hF = 12 / 19.
 # Inconsistent: [A, b1] only -> 1 / 5.
 EXPECTED = {
     "level_1_accuracy": 4 / 5,
     "level_1_micro_f1": 4 / 5,
     "level_1_macro_f1": 37 / 45,
-    "level_2_accuracy": 3 / 5,
-    "level_2_micro_f1": 6 / 9,
-    "level_2_macro_f1": 8 / 15,
-    "flat_micro_f1": 14 / 19,
-    "flat_macro_f1": 77 / 150,
+    "level_2_accuracy": 2 / 5,
+    "level_2_micro_f1": 4 / 9,
+    "level_2_macro_f1": 5 / 18,
+    "flat_micro_f1": 12 / 19,
+    "flat_macro_f1": 62 / 150,
     "path_accuracy": 2 / 5,
     "path_micro_f1": 2 / 5,
     "path_macro_f1": 5 / 21,
-    "hierarchical_precision": 8 / 10,
-    "hierarchical_recall": 8 / 10,
-    "hierarchical_f1": 8 / 10,
+    "hierarchical_precision": 6 / 9,
+    "hierarchical_recall": 6 / 10,
+    "hierarchical_f1": 12 / 19,
     "inconsistency_rate": 1 / 5,
 }
 
 
 def _flat_label_sets(paths):
-    return [[f"{level}:{name}" for level, name in enumerate(path, start=1)] for path in paths]
+    """Each path's labels, keyed by their paths as strings."""
+    return [["/".join(path[:level]) for level in range(1, len(path) + 1)] for path in paths]
 
 
 def test_every_output_by_hand():
@@ -61,7 +62,7 @@ def test_every_output_by_hand():
 
 def test_without_taxonomy_macro_runs_over_seen_labels_and_edges_come_from_references():
     metrics = compute_hierarchical_metrics(PREDICTIONS, REFERENCES)
-    assert metrics == pytest.approx({**EXPECTED, "flat_macro_f1": 77 / 120})
+    assert metrics == pytest.approx({**EXPECTED, "flat_macro_f1": 62 / 135})
 
 
 def test_cross_check_with_sklearn():
@@ -107,12 +108,11 @@ def test_variable_depth():
     references = [["A", "a1", "x"], ["A", "a2"], ["B"]]
     predictions = [["A", "a1", "x"], ["A", "a2", "x"], ["B"]]
     metrics = compute_hierarchical_metrics(predictions, references, taxonomy=taxonomy)
-    # Level 3 is scored on documents 0 (x vs x) and 1 (no reference, x predicted): accuracy over document 0 only,
-    # F1 with TP 1, FP 1 -> 2 / 3.
-    # Flat: 6 reference labels, 7 predicted, TP 6 -> 12 / 13; per label A, B, a1, a2 = 1, x = 2 / 3 -> 14 / 15.
+    # Level 3 is scored on documents 0 (A/a1/x vs A/a1/x) and 1 (no reference, A/a2/x predicted): accuracy over
+    # document 0 only, F1 with TP 1, FP 1 -> 2 / 3; macro over A/a1/x (1) and A/a2/x (0) -> 1 / 2.
+    # Flat: 6 reference labels, 7 predicted, TP 6 -> 12 / 13; every taxonomy label has F1 1 (A/a2/x is not one) -> 1.
     # Path: 2 / 3 exact; classes (A,a1,x) 1, (A,a2) 0, (B) 1, (A,a2,x) 0 -> macro 1 / 2.
-    # Hierarchical: [A, a2, x] gains a1 (x's parent) -> {A, a2, x, a1}; TP 3 + 2 + 1 = 6, |pred| 8, |true| 6.
-    # Inconsistent: a2 -> x is no edge -> 1 / 3.
+    # Hierarchical: TP 3 + 2 + 1 = 6, |pred| 7, |true| 6.  Inconsistent: A/a2 -> A/a2/x is no edge -> 1 / 3.
     assert metrics == pytest.approx(
         {
             "level_1_accuracy": 1.0,
@@ -123,15 +123,15 @@ def test_variable_depth():
             "level_2_macro_f1": 1.0,
             "level_3_accuracy": 1.0,
             "level_3_micro_f1": 2 / 3,
-            "level_3_macro_f1": 2 / 3,
+            "level_3_macro_f1": 1 / 2,
             "flat_micro_f1": 12 / 13,
-            "flat_macro_f1": 14 / 15,
+            "flat_macro_f1": 1.0,
             "path_accuracy": 2 / 3,
             "path_micro_f1": 2 / 3,
             "path_macro_f1": 1 / 2,
-            "hierarchical_precision": 6 / 8,
+            "hierarchical_precision": 6 / 7,
             "hierarchical_recall": 1.0,
-            "hierarchical_f1": 6 / 7,
+            "hierarchical_f1": 12 / 13,
             "inconsistency_rate": 1 / 3,
         }
     )

@@ -1,8 +1,9 @@
 """Metrics for hierarchical classification, computed from predicted and reference label paths.
 
 A label path lists one label per level, coarsest first (`["Computer Science", "Machine learning"]`). Paths may have
-different depths. Internally a label is the pair `(level, name)`, so the same name at two levels (an "Other" under
-level 1 and an "Other" under level 2) is two different labels.
+different depths (a path may stop before the deepest level). A label is its path: the label of
+`["Music", "Classical"]` at level 2 is `("Music", "Classical")`, a class of its own beside `("Physics", "Classical")`,
+and the same name at two levels (an "Other" under level 1 and an "Other" under level 2) is two different labels.
 
 Two published protocols disagree on what "Micro-F1" means for hierarchical text classification, and their numbers
 are not comparable, so both are reported:
@@ -11,6 +12,9 @@ are not comparable, so both are reported:
   label on its path, scored as multi-label classification;
 - the joined-path protocol of the HdLM authors' code (`path_*`): the whole path is one class, so its micro-F1 is the
   exact path accuracy.
+
+This module imports only numpy, scikit-learn and its sibling metric modules: it is also a file of the standalone
+`evaluate` metric (`metrics/hierarchical_f1/`, a link to this file), which loads without the `hdlm` package.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.preprocessing import MultiLabelBinarizer
 
+from .calibration_metrics import confidence_scores
+
 LabelPath = tuple[str, ...]
-Label = tuple[int, str]
+Label = tuple[str, ...]  # a label is its path from the root: ("Music", "Classical")
 Edge = tuple[Label, Label]
 
 # Class id of "no label here": a prediction shorter than its reference, or a reference shorter than its prediction.
@@ -66,36 +72,25 @@ def check_label_paths(paths: Sequence[Sequence[str]], name: str, *, allow_empty:
 
 
 def path_labels(path: LabelPath) -> set[Label]:
-    """Return the labels of a path keyed by level: `["A", "b"]` -> `{(1, "A"), (2, "b")}`."""
-    return {(level, name) for level, name in enumerate(path, start=1)}
+    """Return the labels of a path, each keyed by its own path: `["A", "b"]` -> `{("A",), ("A", "b")}`."""
+    return {tuple(path[:level]) for level in range(1, len(path) + 1)}
 
 
 def path_edges(path: LabelPath) -> set[Edge]:
-    """Return the parent -> child edges of a path: `["A", "b"]` -> `{((1, "A"), (2, "b"))}`."""
-    return {((level, path[level - 1]), (level + 1, path[level])) for level in range(1, len(path))}
+    """Return the parent -> child edges of a path: `["A", "b"]` -> `{(("A",), ("A", "b"))}`."""
+    return {(tuple(path[:level]), tuple(path[: level + 1])) for level in range(1, len(path))}
 
 
 def _union(sets: Iterable[set]) -> set:
     return set().union(*sets)
 
 
-def _ancestors(label: Label, parents: dict[Label, set[Label]]) -> set[Label]:
-    """All ancestors of `label` in the graph given by `parents` (a DAG, since edges always go one level down)."""
-    found: set[Label] = set()
-    stack = [label]
-    while stack:
-        for parent in parents.get(stack.pop(), ()):
-            if parent not in found:
-                found.add(parent)
-                stack.append(parent)
-    return found
-
-
-def _encode(path: LabelPath, level: int, vocabulary: dict[str, int]) -> int:
-    """Class id of the label of `path` at `level` (1-based), or `_MISSING` when the path is shorter."""
+def _encode(path: LabelPath, level: int, vocabulary: dict[Label, int]) -> int:
+    """Class id of the label of `path` at `level` (1-based, keyed by its path), or `_MISSING` when the path is
+    shorter."""
     if len(path) < level:
         return _MISSING
-    return vocabulary.setdefault(path[level - 1], len(vocabulary))
+    return vocabulary.setdefault(path[:level], len(vocabulary))
 
 
 def _single_label_scores(y_true: list[int], y_pred: list[int], num_classes: int) -> tuple[float, float]:
@@ -107,7 +102,7 @@ def _single_label_scores(y_true: list[int], y_pred: list[int], num_classes: int)
 
 
 def _level_scores(predictions: list[LabelPath], references: list[LabelPath], level: int) -> dict[str, float]:
-    vocabulary: dict[str, int] = {}
+    vocabulary: dict[Label, int] = {}
     y_true, y_pred = [], []
     for prediction, reference in zip(predictions, references, strict=True):
         if len(reference) >= level or len(prediction) >= level:
@@ -154,7 +149,7 @@ def _label_graph(
     references: list[LabelPath], taxonomy: Sequence[Sequence[str]] | None
 ) -> tuple[set[Label] | None, set[Edge]]:
     """The labels of `taxonomy` (None without one) and the parent -> child edges of the label graph: the taxonomy's,
-    or without one the references'. Every reference must be a path of the taxonomy."""
+    or without one the references'. Every reference must be a path of the taxonomy (or stop early on one)."""
     if taxonomy is None:
         return None, _union(path_edges(reference) for reference in references)
     taxonomy_paths = check_label_paths(taxonomy, "taxonomy", allow_empty=False)
@@ -163,7 +158,7 @@ def _label_graph(
     taxonomy_labels = _union(path_labels(path) for path in taxonomy_paths)
     graph_edges = _union(path_edges(path) for path in taxonomy_paths)
     for index, reference in enumerate(references):
-        if not path_labels(reference) <= taxonomy_labels or not path_edges(reference) <= graph_edges:
+        if not path_labels(reference) <= taxonomy_labels:
             raise ValueError(f"`references[{index}]` is not a path of the taxonomy: {list(reference)!r}.")
     return taxonomy_labels, graph_edges
 
@@ -195,21 +190,12 @@ def _flat_scores(
 
 
 def _hierarchical_scores(
-    binarize: _LabelBinarizer, true_sets: list[set[Label]], pred_sets: list[set[Label]], graph_edges: set[Edge]
+    binarize: _LabelBinarizer, true_sets: list[set[Label]], pred_sets: list[set[Label]]
 ) -> dict[str, float]:
-    """Micro precision, recall and F1 over the label sets augmented with all their ancestors in the label graph."""
-    parents: dict[Label, set[Label]] = {}
-    for parent, child in graph_edges:
-        parents.setdefault(child, set()).add(parent)
-
-    def augment(labels: set[Label]) -> set[Label]:
-        return labels | _union(_ancestors(label, parents) for label in labels)
-
+    """Micro precision, recall and F1 over the label sets, which hold every ancestor already: a label is its path, so
+    its ancestors are the labels of its path's prefixes."""
     precision, recall, f1, _ = precision_recall_fscore_support(
-        binarize([augment(labels) for labels in true_sets]),
-        binarize([augment(labels) for labels in pred_sets]),
-        average="micro",
-        zero_division=0,
+        binarize(true_sets), binarize(pred_sets), average="micro", zero_division=0
     )
     return {
         "hierarchical_precision": float(precision),
@@ -222,22 +208,28 @@ def compute_hierarchical_metrics(
     predictions: Sequence[Sequence[str]],
     references: Sequence[Sequence[str]],
     taxonomy: Sequence[Sequence[str]] | None = None,
+    level_confidences: Sequence[Sequence[float]] | None = None,
+    path_confidences: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """Score predicted label paths against reference label paths under every common protocol.
 
-    Notation: document `i` has reference path `r_i` and predicted path `p_i`; `L(x)` is the set of `(level, name)`
-    labels of path `x`; `D` is the depth of the deepest reference. All scores lie in [0, 1], and a ratio whose
-    denominator is 0 counts as 0 (as in HiAGM's evaluation).
+    Notation: document `i` has reference path `r_i` and predicted path `p_i`; `L(x)` is the set of labels of path `x`,
+    each label keyed by its path (`L(["A", "b"]) = {A, A/b}`: a name under two parents is two labels); `D` is the
+    depth of the deepest reference. All scores lie in [0, 1], and a ratio whose denominator is 0 counts as 0 (as in
+    HiAGM's evaluation). Paths may stop before `D` (partial paths): a level a path lacks holds no label, as hiclass
+    pads it with `""` and leaves it out of every label set.
 
     Per level `d = 1 .. D` (`level_{d}_accuracy`, `level_{d}_micro_f1`, `level_{d}_macro_f1`): the documents whose
-    reference or prediction has a label at level `d`, each a single-label decision.
+    reference or prediction has a label at level `d`, each a single-label decision between level-`d` labels, so
+    `p_i[d]` is right only under the right parents (`p_i[:d] = r_i[:d]`).
 
     - A prediction shorter than its reference at level `d` is a *missing label*: a false negative for the reference
       label and a false positive for no label. A prediction deeper than its reference adds a false positive only.
-    - `accuracy = #{i : r_i has level d and p_i[d] = r_i[d]} / #{i : r_i has level d}` (missing = wrong).
+    - `accuracy = #{i : r_i has level d and p_i[:d] = r_i[:d]} / #{i : r_i has level d}`: documents whose reference
+      stops before level `d` are left out of the level's accuracy (a missing prediction is wrong).
     - `micro_f1 = 2 TP / (2 TP + FP + FN)` summed over the level's labels; it equals the accuracy unless labels are
       missing or extra. `macro_f1` is the mean of the per-label F1 over the labels seen at that level in references or
-      predictions. Levels are scored independently: `p_i[d] = r_i[d]` counts even when the parents differ.
+      predictions.
 
     Flattened all-label protocol (HiAGM / HGCLR / HPT; `flat_micro_f1`, `flat_macro_f1`): multi-label classification
     of `L(p_i)` against `L(r_i)`. `flat_micro_f1 = 2 TP / (2 TP + FP + FN)` summed over all labels;
@@ -251,33 +243,41 @@ def compute_hierarchical_metrics(
     `path_micro_f1 = path_accuracy` whenever no predicted path is empty.
 
     Hierarchical precision, recall and F1 (Kiritchenko et al., 2005; `hierarchical_precision`,
-    `hierarchical_recall`, `hierarchical_f1`): each label set is augmented with all ancestors of its labels in the
-    label graph, `A(x) = L(x) ∪ ancestors(L(x))`, then `hP = Σ|A(p_i) ∩ A(r_i)| / Σ|A(p_i)|`,
-    `hR = Σ|A(p_i) ∩ A(r_i)| / Σ|A(r_i)|`, `hF = 2 hP hR / (hP + hR)`. For a path consistent with a tree,
-    `A(x) = L(x)`; an inconsistent prediction `[A, b]` with `b` a child of `B` gets credit for `B`. A name used under
-    several parents at one level is one label with several parents (a DAG), so it brings every one of them; give such
-    labels distinct names (e.g. "A/Other") when they are distinct classes.
+    `hierarchical_recall`, `hierarchical_f1`): each label set augmented with its labels' ancestors, which `L(x)`
+    already holds (a label's ancestors are its path's prefixes): `hP = Σ|L(p_i) ∩ L(r_i)| / Σ|L(p_i)|`,
+    `hR = Σ|L(p_i) ∩ L(r_i)| / Σ|L(r_i)|`, `hF = 2 hP hR / (hP + hR)`; so `hierarchical_f1 = flat_micro_f1`. These
+    equal `hiclass.metrics.precision / recall / f1` (micro) given each level's label as its path (hiclass's own
+    "disambiguated" labels) and `""` where a path stops (tested). An inconsistent prediction `[A, b]`, `b` a child of
+    `B`, gets credit for `A` only: its level-2 label is `A/b`, not `B/b`.
 
-    `inconsistency_rate = #{i : p_i has a parent -> child edge not in the label graph} / N`.
+    `inconsistency_rate = #{i : p_i has a parent -> child edge not in the label graph} / N`. A path that stops early
+    at a label of the graph is consistent.
 
     The label graph is the set of parent -> child edges of `taxonomy` when it is given; otherwise it is derived from
     the reference paths, so a predicted edge that no reference uses counts as inconsistent.
+
+    With `level_confidences` and / or `path_confidences`, the calibration of those probabilities is added:
+    `level_{d}_ece`, `level_{d}_brier`, `path_ece`, `path_brier` (see `calibration_metrics.confidence_scores`).
 
     Args:
         predictions: Predicted label paths, one per document, coarsest level first. A path may be shorter or longer
             than its reference, or empty.
         references: Reference label paths, one per document, coarsest level first; none may be empty.
         taxonomy: Every label path of the taxonomy (its leaves' paths suffice); defines the valid labels per level and
-            the valid parent -> child edges. Every reference must be a path of it.
+            the valid parent -> child edges. Every reference must be a path of it, or stop early on one.
+        level_confidences: Per document, the probability of each label of its predicted path.
+        path_confidences: Per document, the probability of its predicted path.
 
     Returns:
         A flat dict: `level_{d}_accuracy`, `level_{d}_micro_f1`, `level_{d}_macro_f1` for `d = 1 .. D`, then
         `flat_micro_f1`, `flat_macro_f1`, `path_accuracy`, `path_micro_f1`, `path_macro_f1`,
-        `hierarchical_precision`, `hierarchical_recall`, `hierarchical_f1` and `inconsistency_rate`.
+        `hierarchical_precision`, `hierarchical_recall`, `hierarchical_f1`, `inconsistency_rate`, and the
+        calibration scores when confidences are given.
 
     Raises:
         ValueError: On a path that is not a list of strings, an empty reference path, no references at all,
-            `predictions` and `references` of different lengths, or a reference that is not a path of `taxonomy`.
+            `predictions` and `references` of different lengths, a reference that is not a path of `taxonomy`, or
+            confidences that are not probabilities, one per prediction (and per predicted label).
     """
     predictions, references = _checked_pairs(predictions, references)
     taxonomy_labels, graph_edges = _label_graph(references, taxonomy)
@@ -290,6 +290,7 @@ def compute_hierarchical_metrics(
     binarize = _LabelBinarizer((taxonomy_labels or set()) | _union(true_sets + pred_sets))
     metrics.update(_flat_scores(binarize, true_sets, pred_sets, taxonomy_labels))
     metrics.update(_path_scores(predictions, references))
-    metrics.update(_hierarchical_scores(binarize, true_sets, pred_sets, graph_edges))
+    metrics.update(_hierarchical_scores(binarize, true_sets, pred_sets))
     metrics["inconsistency_rate"] = float(np.mean([bool(path_edges(p) - graph_edges) for p in predictions]))
+    metrics.update(confidence_scores(predictions, references, level_confidences, path_confidences))
     return metrics

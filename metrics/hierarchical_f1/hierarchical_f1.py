@@ -1,15 +1,29 @@
-"""`evaluate` wrapper of `hdlm.evaluation.hierarchical_metrics.compute_hierarchical_metrics` and, for paths that end
-in free-text levels, of `hdlm.evaluation.runner.score_paths`.
+"""`evaluate` wrapper of `compute_hierarchical_metrics` and, for paths that end in free-text levels, of
+`score_paths`.
 
-The metric logic lives in the plain functions (the `evaluate` library is in maintenance mode); this module only gives
-them the `evaluate.load("metrics/hierarchical_f1")` interface. See README.md for the meaning of every output.
+The metric logic lives in the plain functions of the modules beside this file (links to the `hdlm.evaluation` modules
+of the same names, which import only numpy, scikit-learn, rouge-score and sacrebleu), so the metric loads where
+`evaluate` is installed and `hdlm` is not. `evaluate` copies only the modules this file imports itself, so each of them
+is imported here. See README.md for the meaning of every output.
 """
 
 import datasets
 import evaluate
 
-from hdlm.evaluation.hierarchical_metrics import check_label_paths, compute_hierarchical_metrics
-from hdlm.evaluation.runner import score_paths
+# No comment on these lines: `evaluate` would read it as the address to download the module from.
+from .calibration_metrics import calibration_scores
+from .hierarchical_metrics import check_label_paths, compute_hierarchical_metrics
+from .path_metrics import score_paths
+from .text_metrics import compute_text_metrics
+
+# Every module is imported above so that `evaluate` copies it; the plain functions are exported for direct use.
+__all__ = [
+    "HierarchicalF1",
+    "calibration_scores",
+    "compute_hierarchical_metrics",
+    "compute_text_metrics",
+    "score_paths",
+]
 
 _DESCRIPTION = """\
 Hierarchical classification metrics over label paths (coarsest level first): per-level accuracy and micro/macro F1,
@@ -31,13 +45,18 @@ Args:
         lists the label levels only, and references outside it are added to it (scored as errors) instead of raising.
     truncated (`list[list[bool]]`, *optional*): with `level_kinds`, per document and level whether the prediction was
         cut off at the generation limit; adds `level_{d}_truncated_rate` for text levels.
+    level_confidences (`list[list[float]]`, *optional*): per document, the probability of each label of its predicted
+        path (one per label level); adds `level_{d}_ece` and `level_{d}_brier`.
+    path_confidences (`list[float]`, *optional*): per document, the probability of its predicted label path; adds
+        `path_ece` and `path_brier`.
 
 Returns:
     `dict[str, float]`, all in [0, 1]. Over the label levels: `level_{d}_accuracy`, `level_{d}_micro_f1`,
     `level_{d}_macro_f1` for every reference level `d`, `flat_micro_f1`, `flat_macro_f1`, `path_accuracy`,
     `path_micro_f1`, `path_macro_f1`, `hierarchical_precision`, `hierarchical_recall`, `hierarchical_f1`,
     `inconsistency_rate`. For every text level `d`: `level_{d}_bleu_2`, `level_{d}_rouge_l`, `level_{d}_distinct_2`,
-    `level_{d}_empty_rate` (and `level_{d}_truncated_rate`).
+    `level_{d}_empty_rate` (and `level_{d}_truncated_rate`). With confidences: `level_{d}_ece`, `level_{d}_brier`,
+    `path_ece`, `path_brier` (top-label ECE over 15 equal-width bins, and Brier score).
 
 Example:
     >>> metric = evaluate.load("metrics/hierarchical_f1")
@@ -104,9 +123,12 @@ class HierarchicalF1(evaluate.Metric):
         taxonomy: list[list[str]] | None = None,
         level_kinds: list[str] | None = None,
         truncated: list[list[bool]] | None = None,
+        level_confidences: list[list[float]] | None = None,
+        path_confidences: list[float] | None = None,
     ) -> dict[str, float]:
+        confidences = {"level_confidences": level_confidences, "path_confidences": path_confidences}
         if level_kinds is None:
             if truncated is not None:
                 raise ValueError("`truncated` scores free-text levels: pass `level_kinds` too.")
-            return compute_hierarchical_metrics(predictions, references, taxonomy=taxonomy)
-        return score_paths(predictions, references, level_kinds, taxonomy=taxonomy, truncated=truncated)
+            return compute_hierarchical_metrics(predictions, references, taxonomy=taxonomy, **confidences)
+        return score_paths(predictions, references, level_kinds, taxonomy=taxonomy, truncated=truncated, **confidences)

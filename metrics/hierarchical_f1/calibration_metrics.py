@@ -1,0 +1,1 @@
+../../hdlm/evaluation/calibration_metrics.py

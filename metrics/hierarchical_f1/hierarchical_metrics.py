@@ -1,0 +1,1 @@
+../../hdlm/evaluation/hierarchical_metrics.py

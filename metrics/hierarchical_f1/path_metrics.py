@@ -1,0 +1,1 @@
+../../hdlm/evaluation/path_metrics.py

@@ -1,0 +1,1 @@
+../../hdlm/evaluation/text_metrics.py
