@@ -3,6 +3,7 @@ paths and for paths that end in free text."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,86 @@ def test_evaluate_load_refuses_non_string_labels(tmp_path):
     assert "`predictions[2][1]` is bool True" in bool_label
     assert "`references[2][0]` is NoneType None" in none_label
     assert "`prediction[0][1]` is float 1.5" in float_label
+
+
+# Makes `import hdlm` (and the checkpoint code beside it) fail in the process that imports it as `sitecustomize`.
+HDLM_BLOCKER = """
+import sys
+
+BLOCKED = {"hdlm", "configuration_hdlm", "modeling_hdlm", "rendering_hdlm", "generation_hdlm", "decoding_hdlm",
+           "taxonomy_hdlm"}
+
+
+class BlockHdlm:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is blocked: the metric must work without the hdlm package")
+        return None
+
+
+sys.meta_path.insert(0, BlockHdlm())
+"""
+
+STANDALONE_SCRIPT = """
+import json, sys
+
+try:
+    import hdlm
+except ImportError as error:
+    blocked = str(error)
+else:
+    raise SystemExit(f"hdlm imported from {hdlm.__file__}")
+import evaluate
+
+folders, calls = json.loads(sys.argv[1])
+results = [evaluate.load(folder).compute(**call) for folder in folders for call in calls]
+loaded = sorted(name for name in sys.modules if name.split(".")[0] == "hdlm" or name.endswith("_hdlm"))
+print(json.dumps([blocked, loaded, results]))
+"""
+
+
+def test_evaluate_load_works_without_hdlm(tmp_path):
+    """The metric folder, and a copy of it with its links resolved (as the Hub serves it), load and score in a process
+    where `import hdlm` fails, and give what `hdlm.evaluation` gives."""
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(HDLM_BLOCKER)
+    folder = REPO_ROOT / "metrics" / "hierarchical_f1"
+    copy = shutil.copytree(folder, tmp_path / "copy" / "hierarchical_f1")  # links copied as the files they point to
+    assert not any(path.is_symlink() for path in Path(copy).iterdir())
+    label_call = {
+        "predictions": PREDICTIONS,
+        "references": REFERENCES,
+        "taxonomy": TAXONOMY,
+        "level_confidences": [[0.9, 0.8], [0.7, 0.4], [0.6], []],
+        "path_confidences": [0.72, 0.28, 0.6, 0.1],
+    }
+    text_call = {
+        "predictions": LABEL_TEXT_PREDICTIONS,
+        "references": LABEL_TEXT_REFERENCES,
+        "level_kinds": ["label", "text"],
+        "truncated": LABEL_TEXT_TRUNCATED,
+        "level_confidences": [[0.9], [0.55], [0.8]],
+    }
+    env = {
+        **{key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "PYTHONPATH": str(blocker),
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", STANDALONE_SCRIPT, json.dumps([[str(folder), str(copy)], [label_call, text_call]])],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    blocked, loaded, results = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert "hdlm is blocked" in blocked and loaded == []
+    expected_labels = compute_hierarchical_metrics(**label_call)
+    expected_text = score_paths(**text_call)
+    assert {"level_2_ece", "path_brier"} <= set(expected_labels) and "level_1_ece" in expected_text
+    assert results == [pytest.approx(expected_labels), pytest.approx(expected_text)] * 2
