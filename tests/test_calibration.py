@@ -143,3 +143,18 @@ def test_plots_are_written_atomically(tmp_path):
     with pytest.raises(ValueError, match=r"`confidences\[0\]` is not a probability"):
         plot_coverage_accuracy({"path": ([1.5], [True])}, tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_evaluation_report_shows_calibration_and_empty_predictions(tmp_path):
+    from hdlm.evaluation.report import format_table, summary_keys, write_evaluation
+
+    predictions, references = [["A", "a"], [], ["B"]], [["A", "a"], ["B", "b"], ["B", "b"]]  # one abstained
+    metrics = compute_hierarchical_metrics(
+        predictions, references, level_confidences=[[0.9, 0.8], [], [0.4]], path_confidences=[0.72, 0.2, 0.4]
+    )
+    keys = summary_keys(metrics)
+    assert keys.index("level_1_ece") < keys.index("level_2_accuracy") and "path_brier" in keys
+    assert "level_2_ece" in format_table({"model": metrics}, [key for key in keys if key in metrics])
+    records = [{"prediction": p, "reference": r} for p, r in zip(predictions, references)]
+    write_evaluation(tmp_path, "model", records, metrics)
+    assert (tmp_path / "confusion_level_1.png").read_bytes().startswith(b"\x89PNG")

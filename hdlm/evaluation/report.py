@@ -16,8 +16,13 @@ PER_LEVEL_SCORES = ("accuracy", "micro_f1", "macro_f1")
 """Scores of a label level (`level_{d}_<score>`), in the order they are shown."""
 TEXT_LEVEL_SCORES = ("bleu_2", "rouge_l", "distinct_2", "empty_rate", "truncated_rate")
 """Scores of a free-text level (`level_{d}_<score>`), in the order they are shown."""
+CALIBRATION_SCORES = ("ece", "brier")
+"""Calibration scores of a label level (`level_{d}_<score>`) or of the path (`path_<score>`), when confidences are
+scored; they are printed, not drawn as bars (lower is better)."""
 TEXT_LEVEL_PLOTTED = ("bleu_2", "rouge_l", "distinct_2")
 """The text scores drawn as bars (higher is better); the empty and truncated rates are only printed."""
+NO_LABEL = "(no label)"
+"""The confusion-matrix column of a prediction that holds no label at the level."""
 SUMMARY_KEYS = (
     "path_accuracy",
     "flat_micro_f1",
@@ -26,6 +31,8 @@ SUMMARY_KEYS = (
     "path_macro_f1",
     "hierarchical_f1",
     "inconsistency_rate",
+    "path_ece",
+    "path_brier",
 )
 
 
@@ -76,7 +83,7 @@ def level_keys(metrics: Mapping[str, float]) -> list[str]:
     return [
         f"level_{level}_{score}"
         for level in _levels([metrics])
-        for score in PER_LEVEL_SCORES + TEXT_LEVEL_SCORES
+        for score in PER_LEVEL_SCORES + CALIBRATION_SCORES + TEXT_LEVEL_SCORES
         if f"level_{level}_{score}" in metrics
     ]
 
@@ -148,7 +155,8 @@ def _save_figure(figure: plt.Figure, path: str | Path) -> None:
 def write_evaluation(directory: str | Path, name: str, records: list[dict], metrics: Mapping[str, float]) -> None:
     """
     Everything about one model's evaluation: predictions, metrics, per-level scores and, when level 1 is a label
-    level, its confusion matrix (a free-text level 1 has no classes to confuse).
+    level, its confusion matrix (a free-text level 1 has no classes to confuse; an empty prediction, e.g. one that
+    abstained, is the column `NO_LABEL`). Level-1 labels are their own paths, so their names key the matrix.
     """
     directory = Path(directory)
     write_jsonl(directory / "predictions.jsonl", records)
@@ -157,7 +165,7 @@ def write_evaluation(directory: str | Path, name: str, records: list[dict], metr
     if "level_1_accuracy" not in metrics:
         return
     plot_confusion(
-        [record["prediction"][0] for record in records],
+        [record["prediction"][0] if record["prediction"] else NO_LABEL for record in records],
         [record["reference"][0] for record in records],
         directory / "confusion_level_1.png",
         title=f"{name}: level 1",
