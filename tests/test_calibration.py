@@ -89,8 +89,9 @@ def test_metrics_add_level_and_path_calibration():
     )
     # Level 1 on the 3 predictions with a level 1: A right (.9), A wrong (.6), B right (.7), all in separate bins.
     assert metrics["level_1_ece"] == pytest.approx((0.1 + 0.6 + 0.3) / 3)
-    # Level 2 on the 2 predictions with a level 2: A/a1 right (.8), A/a2 wrong (.5; the reference is B/b1).
-    assert metrics["level_2_brier"] == pytest.approx((0.2**2 + 0.5**2) / 2)
+    # Level 2 on the predictions with a level 2 under the right level 1: A/a1 right (.8); [A, a2] is left out (its
+    # reference is [B, b1]: a probability given the parent A says nothing about a document of B).
+    assert metrics["level_2_brier"] == pytest.approx(0.2**2)
     # Paths: 1 of 4 right, all at .7 -> one bin, |.25 - .7|.
     assert metrics["path_ece"] == pytest.approx(0.45)
     assert "level_3_ece" not in metrics

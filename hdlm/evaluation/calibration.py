@@ -3,7 +3,7 @@ curve of abstaining below a confidence threshold.
 
 The scores are computed in `calibration_metrics` (which the standalone `evaluate` metric shares); this module adds
 the plots. A curve is `(confidences, correct)`: one probability per prediction and whether that prediction was right,
-e.g. `[level.probability for each row]` and whether the row's level-`d` label path is the reference's.
+as `calibration_curves` gives them for each level and for the path.
 """
 
 from __future__ import annotations
@@ -17,10 +17,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .calibration_metrics import calibration_scores, reliability_bins  # noqa: E402
+from .calibration_metrics import calibration_curves, calibration_scores, reliability_bins  # noqa: E402
 from .report import _save_figure  # noqa: E402
 
-__all__ = ["calibration_scores", "coverage_accuracy", "plot_coverage_accuracy", "plot_reliability_diagram"]
+__all__ = [
+    "calibration_curves",
+    "calibration_scores",
+    "coverage_accuracy",
+    "plot_coverage_accuracy",
+    "plot_reliability_diagram",
+]
 
 Curves = Mapping[str, tuple[Sequence[float], Sequence[bool]]]
 

@@ -80,22 +80,23 @@ def _check_confidences(values: object, name: str) -> np.ndarray:
     return np.asarray(values, dtype=float).reshape(-1)
 
 
-def confidence_scores(
-    predictions: Sequence[LabelPath],
-    references: Sequence[LabelPath],
+def calibration_curves(
+    predictions: Sequence[Sequence[str]],
+    references: Sequence[Sequence[str]],
     level_confidences: Sequence[Sequence[float]] | None = None,
     path_confidences: Sequence[float] | None = None,
-    num_bins: int = 15,
-) -> dict[str, float]:
-    """ECE and Brier score of each label level's and of the whole path's probabilities (`calibration_scores`).
+) -> dict[str, tuple[list[float], list[bool]]]:
+    """The `(confidences, correct)` pairs that calibration is judged on, keyed `level_{d}` and `path`.
 
-    `level_confidences[i]` holds one probability per label of `predictions[i]` (a path that stops early has fewer);
-    level `d` is scored on the documents whose prediction has a label at level `d`, which is right when the reference
-    has the same label path down to level `d` (a level the reference lacks is wrong). `path_confidences[i]` is the
-    probability of the whole predicted path, right when it equals the reference. Returns `level_{d}_ece`,
-    `level_{d}_brier` for every predicted level, and `path_ece`, `path_brier`.
+    `level_confidences[i]` holds one probability per label of `predictions[i]` (a path that stops early has fewer),
+    each a label's probability given the labels above it (as `HierarchicalLevel.probability`): level `d` is judged on
+    the documents whose prediction has a label at level `d` under the reference's labels above it (every document at
+    level 1), and is right when the reference has that label there. A level no document reaches that way is left out.
+    `path_confidences[i]` is the probability of the whole predicted path, right when the path equals the reference.
     """
-    metrics: dict[str, float] = {}
+    predictions = [tuple(path) for path in predictions]
+    references = [tuple(path) for path in references]
+    curves: dict[str, tuple[list[float], list[bool]]] = {}
     if level_confidences is not None:
         rows = _checked_rows(level_confidences, "level_confidences", len(predictions))
         for index, (row, prediction) in enumerate(zip(rows, predictions)):
@@ -105,13 +106,16 @@ def confidence_scores(
                     f"({len(prediction)}: {list(prediction)!r}), got {len(row)}."
                 )
         for level in range(1, max(map(len, predictions), default=0) + 1):
-            scored = [i for i, prediction in enumerate(predictions) if len(prediction) >= level]
-            scores = calibration_scores(
-                [rows[i][level - 1] for i in scored],
-                [predictions[i][:level] == references[i][:level] for i in scored],
-                num_bins,
-            )
-            metrics.update({f"level_{level}_{key}": value for key, value in scores.items()})
+            scored = [
+                i
+                for i, (prediction, reference) in enumerate(zip(predictions, references))
+                if len(prediction) >= level and prediction[: level - 1] == reference[: level - 1]
+            ]
+            if scored:
+                curves[f"level_{level}"] = (
+                    [float(rows[i][level - 1]) for i in scored],
+                    [predictions[i][:level] == references[i][:level] for i in scored],
+                )
     if path_confidences is not None:
         confidence = _check_confidences(path_confidences, "path_confidences")
         if len(confidence) != len(predictions):
@@ -119,9 +123,25 @@ def confidence_scores(
                 f"`path_confidences` must hold one probability per prediction ({len(predictions)}), got "
                 f"{len(confidence)}."
             )
-        hits = [prediction == reference for prediction, reference in zip(predictions, references)]
-        metrics.update({f"path_{key}": value for key, value in calibration_scores(confidence, hits, num_bins).items()})
-    return metrics
+        curves["path"] = (confidence.tolist(), [p == r for p, r in zip(predictions, references)])
+    return curves
+
+
+def confidence_scores(
+    predictions: Sequence[Sequence[str]],
+    references: Sequence[Sequence[str]],
+    level_confidences: Sequence[Sequence[float]] | None = None,
+    path_confidences: Sequence[float] | None = None,
+    num_bins: int = 15,
+) -> dict[str, float]:
+    """ECE and Brier score (`calibration_scores`) of each curve of `calibration_curves`: `level_{d}_ece`,
+    `level_{d}_brier` for every level judged, and `path_ece`, `path_brier`."""
+    curves = calibration_curves(predictions, references, level_confidences, path_confidences)
+    return {
+        f"{name}_{key}": value
+        for name, (confidences, correct) in curves.items()
+        for key, value in calibration_scores(confidences, correct, num_bins).items()
+    }
 
 
 def _checked_rows(rows: object, name: str, expected: int) -> list[np.ndarray]:

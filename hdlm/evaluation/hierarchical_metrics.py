@@ -257,7 +257,8 @@ def compute_hierarchical_metrics(
     the reference paths, so a predicted edge that no reference uses counts as inconsistent.
 
     With `level_confidences` and / or `path_confidences`, the calibration of those probabilities is added:
-    `level_{d}_ece`, `level_{d}_brier`, `path_ece`, `path_brier` (see `calibration_metrics.confidence_scores`).
+    `level_{d}_ece`, `level_{d}_brier`, `path_ece`, `path_brier` (see `calibration_metrics.calibration_curves` for what
+    each is judged on).
 
     Args:
         predictions: Predicted label paths, one per document, coarsest level first. A path may be shorter or longer
@@ -265,7 +266,7 @@ def compute_hierarchical_metrics(
         references: Reference label paths, one per document, coarsest level first; none may be empty.
         taxonomy: Every label path of the taxonomy (its leaves' paths suffice); defines the valid labels per level and
             the valid parent -> child edges. Every reference must be a path of it, or stop early on one.
-        level_confidences: Per document, the probability of each label of its predicted path.
+        level_confidences: Per document, the probability of each label of its predicted path given the labels above.
         path_confidences: Per document, the probability of its predicted path.
 
     Returns:
