@@ -242,3 +242,15 @@ def label_text_rows(count: int, seed: int = 0) -> list[dict]:
         text = " ".join([*rng.sample(FILLER, 2), cue])
         rows.append({"id": f"ex-{index}", "text": text, "labels": [strategy, reply]})
     return rows
+
+
+@pytest.fixture(scope="module")
+def metric(tmp_path_factory) -> Iterator[object]:
+    """The `evaluate` module `metrics/hierarchical_f1`, loaded offline from the repository with fresh caches."""
+    import evaluate  # slow to import: only for the tests that use the module
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("HF_DATASETS_OFFLINE", "1")
+        patch.setenv("HF_MODULES_CACHE", str(tmp_path_factory.mktemp("modules")))
+        yield evaluate.load(str(REPO_ROOT / "metrics" / "hierarchical_f1"))

@@ -35,20 +35,22 @@ print(json.dumps([
 
 def run_script(script: str, arguments: list, tmp_path) -> list:
     """Run `script` in a fresh offline process with `arguments` as JSON; return the JSON it prints last."""
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "HF_HOME": str(tmp_path),  # fresh module and metric caches
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-    }
+    pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return run_offline_script(script, arguments, tmp_path, pythonpath=pythonpath, cwd=REPO_ROOT)
+
+
+def run_offline_script(script: str, arguments: list, tmp_path, *, pythonpath: str, cwd) -> list:
+    """Run `script` offline with fresh module and metric caches under `tmp_path`, `PYTHONPATH` set to `pythonpath`;
+    return the JSON it prints last."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    env["PYTHONPATH"] = pythonpath
     completed = subprocess.run(
         [sys.executable, "-c", script, json.dumps(arguments)],
-        cwd=REPO_ROOT,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -203,23 +205,10 @@ def test_evaluate_load_works_without_hdlm(tmp_path):
         "truncated": LABEL_TEXT_TRUNCATED,
         "level_confidences": [[0.9], [0.55], [0.8]],
     }
-    env = {
-        **{key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "HF_HOME": str(tmp_path / "hf"),
-        "PYTHONPATH": str(blocker),
-    }
-    completed = subprocess.run(
-        [sys.executable, "-c", STANDALONE_SCRIPT, json.dumps([[str(folder), str(copy)], [label_call, text_call]])],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    arguments = [[str(folder), str(copy)], [label_call, text_call]]
+    blocked, loaded, results = run_offline_script(
+        STANDALONE_SCRIPT, arguments, tmp_path, pythonpath=str(blocker), cwd=tmp_path
     )
-    assert completed.returncode == 0, completed.stderr
-    blocked, loaded, results = json.loads(completed.stdout.strip().splitlines()[-1])
     assert "hdlm is blocked" in blocked and loaded == []
     expected_labels = compute_hierarchical_metrics(**label_call)
     expected_text = score_paths(**text_call)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, TAXONOMY_2, TAXONOMY_3, HdLMConfig, tiny_hdlm, train_tokenizer
+from conftest import TAXONOMY_2, TAXONOMY_3, HdLMConfig, tiny_hdlm, train_tokenizer
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -517,18 +517,6 @@ def test_metric_function_inputs(case, same):
     if scores is not None and len(references) > 1 and kwargs.get("truncated") is None:
         # The order of the documents does not matter.
         assert score(plain_metric, predictions[::-1], references[::-1], kwargs) == pytest.approx(scores)
-
-
-@pytest.fixture(scope="module")
-def metric(tmp_path_factory) -> Iterator[object]:
-    """The `evaluate` module, loaded offline from the repository with fresh caches."""
-    import evaluate  # slow to import: only for this test
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setenv("HF_DATASETS_OFFLINE", "1")
-        patch.setenv("HF_MODULES_CACHE", str(tmp_path_factory.mktemp("modules")))
-        yield evaluate.load(str(REPO_ROOT / "metrics" / "hierarchical_f1"))
 
 
 @settings(CASES, max_examples=200)
