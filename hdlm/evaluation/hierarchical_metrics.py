@@ -215,9 +215,8 @@ def compute_hierarchical_metrics(
 
     Notation: document `i` has reference path `r_i` and predicted path `p_i`; `L(x)` is the set of labels of path `x`,
     each label keyed by its path (`L(["A", "b"]) = {A, A/b}`: a name under two parents is two labels); `D` is the
-    depth of the deepest reference. All scores lie in [0, 1], and a ratio whose denominator is 0 counts as 0 (as in
-    HiAGM's evaluation). Paths may stop before `D` (partial paths): a level a path lacks holds no label, as hiclass
-    pads it with `""` and leaves it out of every label set.
+    depth of the deepest reference. Scores lie in [0, 1]; a ratio with denominator 0 is 0 (as in HiAGM). A level a
+    path lacks (it stops early) holds no label, as hiclass pads it with `""` and leaves it out of every label set.
 
     Per level `d = 1 .. D` (`level_{d}_accuracy`, `level_{d}_micro_f1`, `level_{d}_macro_f1`): the documents whose
     reference or prediction has a label at level `d`, each a single-label decision between level-`d` labels, so
@@ -234,8 +233,7 @@ def compute_hierarchical_metrics(
     Flattened all-label protocol (HiAGM / HGCLR / HPT; `flat_micro_f1`, `flat_macro_f1`): multi-label classification
     of `L(p_i)` against `L(r_i)`. `flat_micro_f1 = 2 TP / (2 TP + FP + FN)` summed over all labels;
     `flat_macro_f1` is the mean per-label F1 over every label of `taxonomy` when it is given (labels absent from the
-    test set score 0, as HiAGM's evaluation does), else over the labels seen in references or predictions. Predicted
-    labels unknown to the taxonomy still count as false positives in `flat_micro_f1`.
+    test set score 0, as HiAGM's evaluation does), else over the labels seen in references or predictions.
 
     Joined-path protocol (the HdLM authors' code; `path_accuracy`, `path_micro_f1`, `path_macro_f1`): the whole path
     ("L1-L2-...") is one class. `path_accuracy = #{i : p_i = r_i} / N`. F1 is computed as per level, with the paths
@@ -246,19 +244,13 @@ def compute_hierarchical_metrics(
     `hierarchical_recall`, `hierarchical_f1`): each label set augmented with its labels' ancestors, which `L(x)`
     already holds (a label's ancestors are its path's prefixes): `hP = Σ|L(p_i) ∩ L(r_i)| / Σ|L(p_i)|`,
     `hR = Σ|L(p_i) ∩ L(r_i)| / Σ|L(r_i)|`, `hF = 2 hP hR / (hP + hR)`; so `hierarchical_f1 = flat_micro_f1`. These
-    equal `hiclass.metrics.precision / recall / f1` (micro) given each level's label as its path (hiclass's own
-    "disambiguated" labels) and `""` where a path stops (tested). An inconsistent prediction `[A, b]`, `b` a child of
-    `B`, gets credit for `A` only: its level-2 label is `A/b`, not `B/b`.
+    equal `hiclass.metrics.precision / recall / f1` given each level's label as its path and `""` where a path stops
+    (tested). An inconsistent prediction `[A, b]`, `b` under `B`, gets credit for `A` only: its level 2 is `A/b`.
 
-    `inconsistency_rate = #{i : p_i has a parent -> child edge not in the label graph} / N`. A path that stops early
-    at a label of the graph is consistent.
+    `inconsistency_rate = #{i : p_i has a parent -> child edge not in the label graph} / N` (a path that stops early
+    is consistent), the graph being the edges of `taxonomy`, or without one the references' edges.
 
-    The label graph is the set of parent -> child edges of `taxonomy` when it is given; otherwise it is derived from
-    the reference paths, so a predicted edge that no reference uses counts as inconsistent.
-
-    With `level_confidences` and / or `path_confidences`, the calibration of those probabilities is added:
-    `level_{d}_ece`, `level_{d}_brier`, `path_ece`, `path_brier` (see `calibration_metrics.calibration_curves` for what
-    each is judged on).
+    Confidences add `level_{d}_ece`, `level_{d}_brier`, `path_ece`, `path_brier` (`calibration_curves` says on what).
 
     Args:
         predictions: Predicted label paths, one per document, coarsest level first. A path may be shorter or longer
@@ -270,15 +262,12 @@ def compute_hierarchical_metrics(
         path_confidences: Per document, the probability of its predicted path.
 
     Returns:
-        A flat dict: `level_{d}_accuracy`, `level_{d}_micro_f1`, `level_{d}_macro_f1` for `d = 1 .. D`, then
-        `flat_micro_f1`, `flat_macro_f1`, `path_accuracy`, `path_micro_f1`, `path_macro_f1`,
-        `hierarchical_precision`, `hierarchical_recall`, `hierarchical_f1`, `inconsistency_rate`, and the
-        calibration scores when confidences are given.
+        A flat dict of the scores above, in that order (per level, flat, path, hierarchical, inconsistency, then
+        calibration).
 
     Raises:
-        ValueError: On a path that is not a list of strings, an empty reference path, no references at all,
-            `predictions` and `references` of different lengths, a reference that is not a path of `taxonomy`, or
-            confidences that are not probabilities, one per prediction (and per predicted label).
+        ValueError: On a path that is not a list of strings, an empty reference, no references, lengths that differ,
+            a reference outside `taxonomy`, or confidences that are not probabilities, one per predicted label.
     """
     predictions, references = _checked_pairs(predictions, references)
     taxonomy_labels, graph_edges = _label_graph(references, taxonomy)

@@ -30,6 +30,26 @@ def _check_level_kinds(level_kinds: Sequence[str]) -> list[str]:
     return kinds
 
 
+def _check_truncated(truncated: Sequence[Sequence[bool]], num_paths: int, num_levels: int) -> None:
+    """`truncated` holds one list of booleans per path, one boolean per level."""
+    if isinstance(truncated, str) or not isinstance(truncated, Sequence) or len(truncated) != num_paths:
+        raise ValueError(
+            f"`truncated` must hold one list of booleans per prediction ({num_paths}), got "
+            f"{type(truncated).__name__} of length {len(truncated) if isinstance(truncated, Sequence) else '-'}."
+        )
+    for index, flags in enumerate(truncated):
+        if (
+            isinstance(flags, str)
+            or not isinstance(flags, Sequence)
+            or len(flags) != num_levels
+            or not all(isinstance(flag, (bool, np.bool_)) for flag in flags)
+        ):
+            raise ValueError(
+                f"`truncated[{index}]` must hold one boolean per level ({num_levels}, as `level_kinds`), "
+                f"got {flags!r}."
+            )
+
+
 def score_paths(
     predictions: Sequence[Sequence[str]],
     references: Sequence[Sequence[str]],
@@ -64,22 +84,7 @@ def score_paths(
                     "`level_kinds` of the paths."
                 )
     if truncated is not None:
-        if isinstance(truncated, str) or not isinstance(truncated, Sequence) or len(truncated) != len(predictions):
-            raise ValueError(
-                f"`truncated` must hold one list of booleans per prediction ({len(predictions)}), got "
-                f"{type(truncated).__name__} of length {len(truncated) if isinstance(truncated, Sequence) else '-'}."
-            )
-        for index, flags in enumerate(truncated):
-            if (
-                isinstance(flags, str)
-                or not isinstance(flags, Sequence)
-                or len(flags) != len(level_kinds)
-                or not all(isinstance(flag, (bool, np.bool_)) for flag in flags)
-            ):
-                raise ValueError(
-                    f"`truncated[{index}]` must hold one boolean per level ({len(level_kinds)}, as `level_kinds`), "
-                    f"got {flags!r}."
-                )
+        _check_truncated(truncated, len(predictions), len(level_kinds))
     if num_labels:
         label_references = [tuple(path[:num_labels]) for path in references]
         full_taxonomy = None
