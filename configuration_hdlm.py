@@ -133,6 +133,10 @@ class HdLMConfig(PreTrainedConfig):
         query_truncation_side (`str`, *optional*, defaults to `"right"`):
             Where long queries are cut, as a tokenizer's `truncation_side`: `"right"` keeps their start, `"left"`
             their end (the latest turns of a dialogue).
+        level_temperatures (`list[float]`, *optional*):
+            One temperature per label level, fitted on held-out rows (`hdlm.evaluation.calibration_fit`): decoding
+            divides the level's logits by it before taking a label's probability among the allowed labels. It never
+            changes which label is chosen, only how confident the output says it is. None: 1.0 for every level.
     """
 
     model_type = "hdlm"
@@ -158,6 +162,7 @@ class HdLMConfig(PreTrainedConfig):
     show_candidates: bool = False
     max_query_tokens: int | None = None
     query_truncation_side: str = "right"
+    level_temperatures: list[float] | None = None
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -204,6 +209,8 @@ class HdLMConfig(PreTrainedConfig):
         if self.instruction is None:
             self.instruction = "Answer with the " + ", then the ".join(self.level_names) + "."
         self._validate_rendering()
+        if self.level_temperatures is not None:
+            self._validate_level_temperatures()
 
     @classmethod
     def from_options(
@@ -389,6 +396,19 @@ class HdLMConfig(PreTrainedConfig):
                     f"`taxonomy_token_ids` entry for {path!r} must hold, per label, a non-empty list of token ids in "
                     f"0..{vocab_size - 1}, got {ids!r}."
                 )
+
+    def _validate_level_temperatures(self) -> None:
+        temperatures = _as_list("`level_temperatures`", self.level_temperatures, "[1.2, 1.0, 0.9]")
+        depth = self.num_label_levels
+        if len(temperatures) != depth or not all(
+            isinstance(t, numbers.Real) and not isinstance(t, bool) and math.isfinite(t) and t > 0
+            for t in temperatures
+        ):
+            raise ValueError(
+                f"`level_temperatures` must hold one finite number > 0 per label level ({depth}), got "
+                f"{temperatures!r}. Fit them with `eval_hdlm.py --calibration_file`, or pass None (1.0 everywhere)."
+            )
+        self.level_temperatures = [float(t) for t in temperatures]
 
 
 def _as_list(name: str, value: Any, example: str = "[2, 4]") -> list:

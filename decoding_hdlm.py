@@ -1,7 +1,7 @@
 """Hierarchical decoding: level by level on one shared key/value cache, with early exit and label constraints.
 
 This file is copied beside every HdLM checkpoint and loaded with `trust_remote_code=True`: it imports only torch,
-transformers and its sibling files `generation_hdlm`, `rendering_hdlm` and `taxonomy_hdlm`.
+transformers and its sibling files `beam_hdlm`, `generation_hdlm`, `rendering_hdlm` and `taxonomy_hdlm`.
 """
 
 import contextlib
@@ -16,10 +16,12 @@ from transformers import PreTrainedModel
 from transformers.cache_utils import Cache, DynamicCache
 
 try:
+    from .beam_hdlm import TaxonomyBeam, candidate_scores
     from .generation_hdlm import HierarchicalGenerationConfig, HierarchicalLevel, HierarchicalOutput, prompt_ids
     from .rendering_hdlm import HdLMRenderer
     from .taxonomy_hdlm import LabelNode
 except ImportError:  # imported as a top-level module from a source checkout
+    from beam_hdlm import TaxonomyBeam, candidate_scores
     from generation_hdlm import HierarchicalGenerationConfig, HierarchicalLevel, HierarchicalOutput, prompt_ids
     from rendering_hdlm import HdLMRenderer
     from taxonomy_hdlm import LabelNode
@@ -90,14 +92,6 @@ def cache_view(cache: Cache, run: range) -> Cache:
     return view
 
 
-def _select_rows(cache: Cache, rows: torch.Tensor) -> Cache:
-    """A new cache holding `rows` of `cache` (rows may repeat); `cache` itself is left as it is."""
-    selected = copy.copy(cache)
-    selected.layers = [copy.copy(layer) for layer in cache.layers]
-    selected.batch_select_indices(rows)
-    return selected
-
-
 # -- the decoder ------------------------------------------------------------------------------------------------------
 
 
@@ -130,6 +124,7 @@ class HierarchicalDecoder:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.device = model.get_input_embeddings().weight.device
         self.rank_chunk = 16
+        self.temperatures = list(self.config.level_temperatures or [1.0] * self.config.num_label_levels)
 
     def generate(
         self, inputs: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]
@@ -154,25 +149,39 @@ class HierarchicalDecoder:
         order = sorted(range(len(prompts)), key=lambda index: len(prompts[index]))
         results: list[HierarchicalOutput | None] = [None] * len(prompts)
         batch_size = self.options.batch_size
+        decode = TaxonomyBeam(self, self.options.top_k_paths).decode if self.options.top_k_paths > 1 else self.decode
         with tqdm(total=len(prompts), desc="Decoding", unit="row", disable=not self.options.show_progress) as bar:
             for start in range(0, len(order), batch_size):
                 indices = order[start : start + batch_size]
-                for index, output in zip(indices, self.decode([prompts[index] for index in indices])):
+                for index, output in zip(indices, decode([prompts[index] for index in indices])):
+                    if self.options.abstain_threshold is not None:
+                        output.abstain(self.options.abstain_threshold)
                     results[index] = output
                 bar.update(len(indices))
         return results
 
-    def decode(self, prompts: list[list[int]]) -> list[HierarchicalOutput]:
-        batch = len(prompts)
+    def start(self, prompts: list[list[int]]) -> None:
+        """Start a batch: an empty cache, attention mask and positions, and each row's tokens so far (its prompt)."""
         self.cache = DynamicCache(config=self.config.text_config)
-        self.attention_mask = torch.zeros(batch, 0, dtype=torch.long, device=self.device)
-        self.positions = torch.zeros(batch, 0, dtype=torch.long, device=self.device)
-        outputs = [HierarchicalOutput() for _ in range(batch)]
-        paths: list[list[str]] = [[] for _ in range(batch)]
-        parents: list[str | None] = [None] * batch
-        pending = prompts
+        self.attention_mask = torch.zeros(len(prompts), 0, dtype=torch.long, device=self.device)
+        self.positions = torch.zeros(len(prompts), 0, dtype=torch.long, device=self.device)
         self.history = [list(prompt) for prompt in prompts]
-        for level, layer in enumerate(self.config.level_layers):
+
+    def decode(self, prompts: list[list[int]]) -> list[HierarchicalOutput]:
+        self.start(prompts)
+        outputs = [HierarchicalOutput() for _ in prompts]
+        self.decode_levels(range(self.config.num_levels), outputs, prompts)
+        return outputs
+
+    def decode_levels(self, levels: range, outputs: list[HierarchicalOutput], pending: list[list[int]]) -> None:
+        """
+        Decode `levels` of every row of the batch, appending them to `outputs` (which hold the levels above), from
+        `pending`: the tokens of each row not yet fed to the cache.
+        """
+        paths = [list(output.path) for output in outputs]
+        parents = [path[-1] if path else None for path in paths]
+        for level in levels:
+            layer = self.config.level_layers[level]
             headers = [self.renderer.header_ids(level, parent) for parent in parents]
             pending = [row + header for row, header in zip(pending, headers)]
             for row, header in zip(self.history, headers):
@@ -188,7 +197,6 @@ class HierarchicalDecoder:
                 row.extend(item.token_ids)
                 path.append(item.label if item.label is not None else item.text)
             parents = [path[-1] for path in paths]
-        return outputs
 
     # -- the shared cache ---------------------------------------------------------------------------------------
 
@@ -273,11 +281,13 @@ class HierarchicalDecoder:
         nodes = [self.trie.root(level, path) for path in paths] if constrained else None
         tokens: list[list[int]] = [[] for _ in range(batch)]
         scores = [0.0] * batch
+        calibrated = [0.0] * batch  # with the level's temperature: what `probability` reports
         active = [True] * batch
         segment: list[torch.Tensor] = []
         while True:
             if nodes is not None:
-                chosen, step_scores = self._choose_allowed(level, hidden, nodes)
+                chosen, step_scores, step_calibrated = self._choose_allowed(level, hidden, nodes)
+                step_calibrated = step_calibrated.tolist()
             else:
                 logits = self.model.head_logits(level, hidden)
                 chosen = self._choose(logits, tokens)
@@ -290,6 +300,7 @@ class HierarchicalDecoder:
                 fed[row].append(chosen[row])
                 scores[row] += step_scores[row]
                 if nodes is not None:
+                    calibrated[row] += step_calibrated[row]
                     node = nodes[row].children[chosen[row]]
                     while node.label is None and len(node.children) == 1:
                         [(forced, node)] = node.children.items()
@@ -308,13 +319,14 @@ class HierarchicalDecoder:
             hidden = hidden[:, -1]
         if stop < self.num_layers and segment and level < self.config.num_levels - 1:
             self._fill(stop, torch.cat(segment, dim=1))
-        return self._decoded(level, tokens, scores, nodes), fed
+        return self._decoded(level, tokens, scores, nodes, calibrated), fed
 
     def _choose_allowed(
         self, level: int, hidden: torch.Tensor, nodes: list[LabelNode]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """
-        The best token each row's trie node allows, and its log-probability among the tokens allowed there.
+        The best token each row's trie node allows, and its log-probability among the tokens allowed there, without
+        and with the level's temperature (which leaves the best token as it is).
 
         Only the allowed tokens' logits are computed: every label step skips the full-vocabulary head. Rows whose
         label is complete allow nothing; their entries are meaningless and ignored.
@@ -327,7 +339,10 @@ class HierarchicalDecoder:
         allowed_ids = torch.tensor(allowed, device=self.device)
         logits = self.model.head_logits(level, hidden, allowed_ids).masked_fill(~mask, float("-inf"))
         best = logits.argmax(-1)
-        return allowed_ids[best], logits.log_softmax(-1).gather(-1, best[:, None]).squeeze(-1)
+        log_probs = [
+            (logits / t).log_softmax(-1).gather(-1, best[:, None]).squeeze(-1) for t in (1.0, self.temperatures[level])
+        ]
+        return allowed_ids[best], *log_probs
 
     def _choose(self, logits: torch.Tensor, tokens: list[list[int]]) -> torch.Tensor:
         """The next token of each row of a free level: greedy, or sampled after the logits processors."""
@@ -356,16 +371,21 @@ class HierarchicalDecoder:
         return torch.tensor([[row[0]] * (length - len(row)) + row for row in rows], device=self.device)
 
     def _decoded(
-        self, level: int, tokens: list[list[int]], scores: list[float], nodes: list[LabelNode] | None
+        self,
+        level: int,
+        tokens: list[list[int]],
+        scores: list[float],
+        nodes: list[LabelNode] | None,
+        calibrated: list[float],
     ) -> list[HierarchicalLevel]:
         name, kind = self.config.level_names[level], self.config.level_kinds[level]
         end_ids = self.renderer.end_ids(level)
         decoded = []
         for row, (row_tokens, score) in enumerate(zip(tokens, scores)):
             if nodes is not None:
-                label = nodes[row].label
+                label, probability = nodes[row].label, math.exp(calibrated[row])
                 decoded.append(
-                    HierarchicalLevel(name, kind, label, row_tokens, score, label=label, probability=math.exp(score))
+                    HierarchicalLevel(name, kind, label, row_tokens, score, label=label, probability=probability)
                 )
                 continue
             ended = row_tokens[-len(end_ids) :] == end_ids
@@ -382,39 +402,7 @@ class HierarchicalDecoder:
 
         Candidates run batched on copies of the rows' cache, through the first `k_d` layers with early exit.
         """
-        layer = self.config.level_layers[level]
-        stop = layer if self.options.early_exit else self.num_layers
-        candidates = [
-            (row, label, ids) for row, path in enumerate(paths) for label, ids in self.trie.labels(level, path).items()
-        ]
-        scores: list[float] = []
-        for start in range(0, len(candidates), self.rank_chunk):
-            chunk = candidates[start : start + self.rank_chunk]
-            rows = torch.tensor([row for row, _, _ in chunk], device=self.device)
-            answers = [ids for _, _, ids in chunk]
-            length = max(len(ids) for ids in answers)
-            ids = torch.tensor([ids + [self.pad_id] * (length - len(ids)) for ids in answers], device=self.device)
-            mask = torch.tensor([[1] * len(ids) + [0] * (length - len(ids)) for ids in answers], device=self.device)
-            history = self.attention_mask[rows]
-            positions = history.sum(1, keepdim=True) + torch.arange(length, device=self.device)
-            self._check_positions(positions)
-            outputs = self._run(
-                ids,
-                0,
-                stop,
-                layer,
-                positions,
-                _select_rows(self.cache, rows),
-                attention_mask=torch.cat([history, mask], dim=1),
-            )
-            predicting = torch.cat([hidden[rows, None], outputs[:, :-1]], dim=1)
-            logits = self.model.head_logits(level, predicting)
-            answer_ids = torch.tensor(
-                [ids + [ids[-1]] * (length - len(ids)) for ids in answers], device=self.device
-            )  # padded with a token of the head's vocabulary; masked out below
-            columns = self.model.head_columns(level, answer_ids)
-            token_log_probs = logits.gather(-1, columns[..., None]).squeeze(-1) - logits.logsumexp(-1)
-            scores.extend((token_log_probs * mask).sum(1).tolist())
+        candidates, scores, _ = candidate_scores(self, level, paths, hidden)
         return [self._best_label(level, row, candidates, scores) for row in range(len(paths))]
 
     def _best_label(
@@ -423,7 +411,8 @@ class HierarchicalDecoder:
         """Row `row`'s best candidate label, with the `top_k` best and their probabilities among the candidates."""
         mine = [(score, label, ids) for (r, label, ids), score in zip(candidates, scores) if r == row]
         ranked = sorted(mine, reverse=True)
-        probabilities = torch.tensor([score for score, _, _ in ranked]).softmax(0).tolist()
+        scores = torch.tensor([score for score, _, _ in ranked])
+        probabilities = (scores / self.temperatures[level]).softmax(0).tolist()
         best_score, best, best_ids = ranked[0]
         top = [(label, p) for (_, label, _), p in zip(ranked, probabilities)][: self.options.top_k]
         return HierarchicalLevel(

@@ -67,6 +67,17 @@ class HierarchicalOutput:
     """The hierarchical answer to one input, coarsest level first."""
 
     levels: list[HierarchicalLevel] = field(default_factory=list)
+    top_paths: list[tuple[list[str], float]] | None = None
+    """With `top_k_paths > 1`: the most probable label paths found by the beam, best first, each with its
+    probability (the product of its levels' probabilities among the labels allowed under their parents)."""
+    abstained_levels: list[HierarchicalLevel] = field(default_factory=list)
+    """With `abstain_threshold`: the decoded levels cut off because the path's probability fell below the threshold
+    there (empty when the whole path reached it)."""
+
+    @property
+    def abstained(self) -> bool:
+        """Whether `abstain_threshold` cut the path short (`levels` then stops at the deepest confident level)."""
+        return bool(self.abstained_levels)
 
     @property
     def path(self) -> list[str]:
@@ -80,6 +91,23 @@ class HierarchicalOutput:
         if not probabilities or None in probabilities:
             return None
         return math.prod(probabilities)
+
+    def abstain(self, threshold: float) -> None:
+        """
+        Cut `levels` after the deepest label level whose path probability (the product of the label probabilities
+        down to it) reaches `threshold`; the levels below move to `abstained_levels`. Text levels are kept only
+        after a whole label path, as they answer it.
+        """
+        kept, probability = 0, 1.0
+        for level in self.levels:
+            if level.kind != "label":
+                kept = len(self.levels)
+                break
+            probability *= level.probability
+            if probability < threshold:
+                break
+            kept += 1
+        self.levels, self.abstained_levels = self.levels[:kept], self.levels[kept:] + self.abstained_levels
 
 
 @dataclass
@@ -114,6 +142,15 @@ class HierarchicalGenerationConfig:
             The random source of sampling.
         show_progress (`bool`, *optional*, defaults to `False`):
             Show a progress bar over batches.
+        top_k_paths (`int`, *optional*, defaults to 1):
+            With N > 1, a beam of width N over the taxonomy, level by level: `HierarchicalOutput.top_paths` holds the
+            N most probable label paths found, and `levels` the best of them (text levels are decoded after it).
+            With `strategy="greedy"` a label's probability is the product of its tokens' probabilities among the
+            allowed tokens, with `"rank"` the softmax of the candidates' log-likelihoods, as for one path.
+        abstain_threshold (`float`, *optional*):
+            Stop at the deepest label level whose path probability (the product of the label probabilities down to
+            it) reaches this value: `levels` is cut there, the rest is kept in `HierarchicalOutput.abstained_levels`
+            (non-mandatory leaf prediction). None: always the whole path.
     """
 
     strategy: str = "greedy"
@@ -128,11 +165,13 @@ class HierarchicalGenerationConfig:
     repetition_penalty: float = 1.0
     generator: torch.Generator | None = None
     show_progress: bool = False
+    top_k_paths: int = 1
+    abstain_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {self.strategy!r}.")
-        for name in ("top_k", "max_new_tokens", "batch_size"):
+        for name in ("top_k", "max_new_tokens", "batch_size", "top_k_paths"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"`{name}` must be an int, got {value!r} ({type(value).__name__}).")
@@ -150,6 +189,11 @@ class HierarchicalGenerationConfig:
                 f"`generator` must be a `torch.Generator` (e.g. `torch.Generator().manual_seed(0)`) or None, got "
                 f"{type(self.generator).__name__}."
             )
+        if self.abstain_threshold is not None:
+            threshold = _sampling_number(
+                "abstain_threshold", self.abstain_threshold, 1.0, check=True, at_most_one=True
+            )
+            self.abstain_threshold = threshold
         if self.top_k > 1 and self.strategy != "rank":
             raise ValueError(
                 f"`top_k={self.top_k}` needs `strategy='rank'` (greedy decoding yields one label per level)."
@@ -185,6 +229,12 @@ class HierarchicalGenerationConfig:
             raise ValueError(
                 "`strategy='rank'` ranks the taxonomy's labels: it needs `constrained=True` and a taxonomy."
             )
+        for name in ("top_k_paths", "abstain_threshold"):
+            if getattr(self, name) not in (1, None) and not (self.constrained and config.taxonomy):
+                raise ValueError(
+                    f"`{name}` needs the label levels' probabilities: decode with `constrained=True` a model with a "
+                    "taxonomy."
+                )
         label_heads = [config.level_names[level] for level in config.head_levels if config.has_label_head(level)]
         if label_heads and not self.constrained:
             raise ValueError(

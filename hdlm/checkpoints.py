@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 REMOTE_CODE_FILES = (
+    "beam_hdlm.py",
     "configuration_hdlm.py",
     "decoding_hdlm.py",
     "generation_hdlm.py",
