@@ -13,12 +13,20 @@ Label levels are scored by the hierarchical metrics, free-text levels (a label t
 text]`) by BLEU-2, ROUGE-L, Distinct-2 and the shares of empty and cut-off replies; the level kinds come from the
 checkpoints' configs.
 
+Label levels decoded under constraints carry probabilities: the metrics hold the ECE and Brier score of each level's
+path probability and of the whole path's, drawn as `reliability_diagram.png` and `coverage_accuracy.png` (the accuracy
+kept when abstaining below a path probability). `--calibration_file dev.jsonl` first fits one temperature per label
+level on those held-out rows (`hdlm.evaluation.calibration_fit`), decodes the test rows before and after (the labels
+do not change, their probabilities do; the metrics without calibration are kept as `uncalibrated_*`), and with
+`--save_calibration` stores the temperatures in the checkpoint's `config.json`.
+
 Writes, per model, `predictions.jsonl`, `metrics.json`, a per-level score PNG and, when level 1 is a label level, its
 confusion matrix PNG under `output_dir/<model>/`, then `comparison.json` and `per_level_scores.png` for all models
 together.
 """
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +39,16 @@ from generation_hdlm import HierarchicalGenerationConfig
 from hdlm.checkpoints import check_hdlm_checkpoint
 from hdlm.data import collect_taxonomy, load_hierarchical_dataset, sample_rows
 from hdlm.evaluation.baselines import LeafSVMBaseline, PerLevelSVMBaseline
-from hdlm.evaluation.report import format_table, plot_per_level_scores, summary_keys, write_evaluation, write_json
-from hdlm.evaluation.runner import evaluate_model, score_paths
+from hdlm.evaluation.calibration_fit import fit_level_temperatures
+from hdlm.evaluation.report import (
+    format_table,
+    plot_per_level_scores,
+    summary_keys,
+    write_atomic,
+    write_evaluation,
+    write_json,
+)
+from hdlm.evaluation.runner import confidence_curves, evaluate_model, score_paths, write_calibration_plots
 from hdlm.hardware import preferred_dtype
 
 BASELINES = {"tfidf_leaf": LeafSVMBaseline, "tfidf_per_level": PerLevelSVMBaseline}
@@ -60,6 +76,9 @@ class EvalArguments:
     constrained: bool = field(default=True, metadata={"help": "Restrict label levels to the taxonomy."})
     early_exit: bool = field(default=True, metadata={"help": "Decode each level with its first layers only."})
     top_k: int = field(default=1, metadata={"help": "With `rank`, record the top-k labels of each level."})
+    top_k_paths: int = field(
+        default=1, metadata={"help": "Record the N most probable label paths (a beam over the taxonomy) per row."}
+    )
     batch_size: int = field(default=16, metadata={"help": "Examples decoded together."})
     dtype: str = field(
         default="auto",
@@ -78,6 +97,19 @@ class EvalArguments:
         default_factory=list, metadata={"help": f"Baselines to train and evaluate too: {sorted(BASELINES)}."}
     )
     train_file: str | None = field(default=None, metadata={"help": "Training file for the baselines."})
+    calibration_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Held-out rows (JSONL/CSV/Parquet, never the test rows) on which to fit one temperature per label "
+            "level before decoding; the metrics and plots then show the probabilities before and after."
+        },
+    )
+    save_calibration: bool = field(
+        default=False,
+        metadata={
+            "help": "With `--calibration_file`: store the fitted temperatures in each local checkpoint's config."
+        },
+    )
     output_dir: str = field(default="outputs/eval", metadata={"help": "Where results are written."})
     trust_remote_code: bool = field(default=True, metadata={"help": "Load the checkpoints' own HdLM code."})
 
@@ -118,8 +150,13 @@ def main(args: EvalArguments) -> None:
         name = _unique_name(Path(model_path).name or model_path, results)
         model = AutoModel.from_pretrained(model_path, trust_remote_code=args.trust_remote_code, dtype=dtype).eval()
         tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=args.trust_remote_code)
-        records, metrics = evaluate_model(model, tokenizer, texts, references, args.generation_config(model.device))
+        options = args.generation_config(model.device)
+        records, metrics = evaluate_model(model, tokenizer, texts, references, options)
+        curves = confidence_curves(records, model.config.num_label_levels)
+        if args.calibration_file:
+            records, metrics, curves = _calibrated(args, model, tokenizer, texts, references, metrics, curves)
         write_evaluation(output_dir / name, name, records, metrics)
+        write_calibration_plots(output_dir / name, curves)
         results[name] = metrics
 
     if args.baselines:
@@ -145,6 +182,37 @@ def main(args: EvalArguments) -> None:
     plot_per_level_scores(results, output_dir / "per_level_scores.png")
     print(format_table(results, summary_keys(next(iter(results.values())))))
     print(f"Predictions, metrics and plots in {output_dir}/")
+
+
+def _calibrated(args: EvalArguments, model, tokenizer, texts, references, metrics, curves) -> tuple[list, dict, dict]:
+    """
+    Fit the label levels' temperatures on `--calibration_file`, decode the test rows again with them, and return the
+    new records, the new metrics with the calibration scores before (`uncalibrated_*`) and the temperatures
+    (`level_{d}_temperature`), and the before/after curves; with `--save_calibration`, store them in the checkpoint.
+    """
+    held_out = load_hierarchical_dataset(
+        args.calibration_file,
+        text_field=args.text_field,
+        labels_field=args.labels_field,
+        level_kinds=model.config.level_kinds,
+    )
+    fit = fit_level_temperatures(
+        model, tokenizer, held_out["text"], held_out["labels"], batch_size=args.batch_size, show_progress=True
+    )
+    records, calibrated = evaluate_model(model, tokenizer, texts, references, args.generation_config(model.device))
+    before = {f"uncalibrated_{key}": value for key, value in metrics.items() if key.endswith(("_ece", "_brier"))}
+    temperatures = {f"level_{level + 1}_temperature": t for level, t in enumerate(fit["temperatures"])}
+    depth = model.config.num_label_levels
+    curves = {
+        **{f"{name}, uncalibrated": curve for name, curve in curves.items()},
+        **confidence_curves(records, depth, suffix=", calibrated"),
+    }
+    checkpoint = Path(model.name_or_path) / "config.json"
+    if args.save_calibration and checkpoint.is_file():
+        config = json.loads(checkpoint.read_text())
+        config["level_temperatures"] = fit["temperatures"]
+        write_atomic(checkpoint, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return records, {**calibrated, **before, **temperatures}, curves
 
 
 def _level_kinds(args: EvalArguments) -> list[str] | None:

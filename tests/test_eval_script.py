@@ -59,11 +59,15 @@ def test_eval_writes_every_result_for_every_model(checkpoints, tmp_path, capsys)
     assert (output_dir / "per_level_scores.png").stat().st_size > 0
     for name, metrics in comparison.items():
         directory = output_dir / name
+        calibration_plots = (
+            {"reliability_diagram.png", "coverage_accuracy.png"} if name in ("hdlm", "sft_at_k") else set()
+        )
         assert {p.name for p in directory.iterdir()} == {
             "predictions.jsonl",
             "metrics.json",
             "per_level_scores.png",
             "confusion_level_1.png",
+            *calibration_plots,
         }
         records = [json.loads(line) for line in (directory / "predictions.jsonl").read_text().splitlines()]
         assert len(records) == 12
@@ -217,3 +221,31 @@ def test_test_labels_outside_the_taxonomy_are_counted(checkpoints, tmp_path, cap
     assert "1 of 5 references have a label path outside the model's taxonomy (e.g. ['Geography', 'Rivers'])" in (
         caplog.text
     )
+
+
+def test_eval_fits_temperatures_on_held_out_rows_and_reports_calibration_before_and_after(checkpoints, tmp_path):
+    root, paths = checkpoints
+    checkpoint = tmp_path / "hdlm"
+    shutil.copytree(paths[0], checkpoint)
+    test_file = write_jsonl(tmp_path / "test.jsonl", synthetic_rows(10, seed=1))
+    dev_file = write_jsonl(tmp_path / "dev.jsonl", synthetic_rows(12, seed=2))
+    arguments = dict(model_name_or_path=[str(checkpoint)], test_file=test_file, batch_size=4)
+    main(EvalArguments(**arguments, output_dir=str(tmp_path / "plain")))
+    main(
+        EvalArguments(
+            **arguments, calibration_file=dev_file, save_calibration=True, output_dir=str(tmp_path / "calibrated")
+        )
+    )
+    plain = json.loads((tmp_path / "plain" / "hdlm" / "metrics.json").read_text())
+    calibrated = json.loads((tmp_path / "calibrated" / "hdlm" / "metrics.json").read_text())
+    for key in ("level_1_ece", "level_2_brier", "path_ece", "path_brier"):
+        assert calibrated[f"uncalibrated_{key}"] == pytest.approx(plain[key])
+        assert 0 <= calibrated[key] <= 1
+    assert calibrated["path_accuracy"] == plain["path_accuracy"]  # temperatures never change a label
+    temperatures = [calibrated["level_1_temperature"], calibrated["level_2_temperature"]]
+    assert json.loads((checkpoint / "config.json").read_text())["level_temperatures"] == pytest.approx(temperatures)
+    assert HdLMForCausalLM.from_pretrained(checkpoint).config.level_temperatures == pytest.approx(temperatures)
+    records = [json.loads(line) for line in (tmp_path / "calibrated" / "hdlm" / "predictions.jsonl").open()]
+    assert all(len(record["probabilities"]) == 2 for record in records)
+    for plot in ("reliability_diagram.png", "coverage_accuracy.png"):
+        assert (tmp_path / "calibrated" / "hdlm" / plot).stat().st_size > 0

@@ -38,7 +38,7 @@ class GoldLabelLogits:
     num_labels: int
 
     def label_log_probabilities(self, temperature: float = 1.0) -> torch.Tensor:
-        """`(num_labels,)` each gold label's log-probability among the allowed labels, logits divided by `temperature`."""
+        """Each gold label's log-probability among the allowed labels at `temperature`: `(num_labels,)`."""
         token_log_probs = (self.logits / temperature).log_softmax(-1).gather(-1, self.targets[:, None]).squeeze(-1)
         return torch.zeros(self.num_labels, dtype=token_log_probs.dtype).index_add_(0, self.labels, token_log_probs)
 
