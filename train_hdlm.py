@@ -24,7 +24,9 @@ accelerate launch --config_file accelerate_configs/multi_gpu.yaml train_hdlm.py 
     --config recipes/wos_llama3_8b.yaml --use_peft --lora_r 16
 ```
 
-`--mode sft_at_k` trains the paper's baseline on identical data: every level decoded by the last layer.
+`--mode sft_at_k` trains the paper's baseline on identical data: every level decoded by the last layer. With
+`--eval_file`, one temperature per label level is fitted on the eval rows after training and saved in the checkpoint's
+config (`level_temperatures`), so that decoded probabilities are calibrated (`--calibrate false` skips it).
 """
 
 import sys
@@ -43,8 +45,9 @@ from hdlm.default_base import (
     DEFAULT_BASE_MODEL,
     resolve_model_name_or_path,
 )
-from hdlm.evaluation.report import format_table, plot_loss_curves, summary_keys, write_evaluation
-from hdlm.evaluation.runner import evaluate_model
+from hdlm.evaluation.calibration_fit import fit_level_temperatures
+from hdlm.evaluation.report import format_table, plot_loss_curves, summary_keys, write_atomic, write_evaluation
+from hdlm.evaluation.runner import confidence_curves, evaluate_model, write_calibration_plots
 from hdlm.publishing import build_model_card, publish, require_hub_access
 from hdlm.training import HdLMArguments, HdLMSFTConfig, HdLMSFTTrainer, load_hdlm_model, resolve_resume_checkpoint
 from hdlm.training.model_building import check_level_arguments
@@ -172,6 +175,8 @@ def main(
     # Save a checkpoint that loads with AutoModel and trust_remote_code alone; score it; write its card; publish it
     model = trainer.save_hdlm_model()
     if trainer.accelerator.is_main_process:
+        if training_args.calibrate and eval_dataset is not None and model.config.taxonomy:
+            calibrate(model.eval(), tokenizer, eval_dataset, training_args)
         report(
             trainer,
             training_args,
@@ -190,6 +195,23 @@ def main(
         + f". Load it with AutoModel.from_pretrained({str(output_dir)!r}, trust_remote_code=True)."
     )
     trainer.end()
+
+
+def calibrate(model: PreTrainedModel, tokenizer, eval_dataset: datasets.Dataset, training_args: HdLMSFTConfig) -> None:
+    """Fit one temperature per label level on the eval split and store them in the saved checkpoint's config."""
+    fit = fit_level_temperatures(
+        model,
+        tokenizer,
+        eval_dataset["text"],
+        eval_dataset["labels"],
+        batch_size=training_args.per_device_eval_batch_size,
+        show_progress=True,
+    )
+    write_atomic(Path(training_args.output_dir) / "config.json", model.config.to_json_string())
+    logger.info(
+        f"Level temperatures {[round(t, 3) for t in fit['temperatures']]} fitted on the eval split: gold-label NLL "
+        f"{[round(x, 4) for x in fit['nll_before']]} -> {[round(x, 4) for x in fit['nll_after']]}"
+    )
 
 
 def report(
@@ -218,6 +240,7 @@ def report(
             batch_size=training_args.per_device_eval_batch_size,
         )
         write_evaluation(output_dir / "eval", output_dir.name, records, metrics)
+        write_calibration_plots(output_dir / "eval", confidence_curves(records, model.config.num_label_levels))
         trainer.accelerator.print(format_table({output_dir.name: metrics}, summary_keys(metrics)))
     default_base = model_args.model_name_or_path == DEFAULT_BASE_MODEL
     card = build_model_card(

@@ -591,7 +591,10 @@ def test_a_tiny_model_trains_and_decodes_in_bf16_on_the_cpu(bf16_run, task):
     config = json.loads((bf16_run / "config.json").read_text())
     assert config["dtype"] == "bfloat16"  # trained under bf16 autocast, saved in bf16
     assert config["label_head_vocabulary"] == "labels" and config["label_loss"] == "constrained"
+    # fitted on the eval split after training (`--calibrate`, the default), saved with the checkpoint
+    assert len(config["level_temperatures"]) == 2 and all(t > 0 for t in config["level_temperatures"])
     model = HdLMForCausalLM.from_pretrained(bf16_run)
+    assert model.config.level_temperatures == config["level_temperatures"]
     assert model.dtype == torch.bfloat16 and model.level_heads["0"].weight.shape[0] < 20
     assert path_accuracy(bf16_run, task["rows"]) == 1.0
     curve = logged(bf16_run, "eval_path_accuracy")

@@ -124,19 +124,14 @@ def fit_temperature(level: GoldLabelLogits) -> float:
 
 
 def fit_level_temperatures(
-    model,
-    tokenizer,
-    texts: Sequence[str],
-    paths: Sequence[Sequence[str]],
-    batch_size: int = 8,
-    show_progress: bool = False,
+    model, tokenizer, texts: Sequence[str], paths: Sequence[Sequence[str]], **options
 ) -> dict[str, list[float]]:
     """
-    One temperature per label level, fitted on the held-out `texts` and gold `paths`; sets
-    `model.config.level_temperatures` (saved with the model) and returns `temperatures`, `nll_before` (at the
-    temperatures the model had) and `nll_after` per level.
+    One temperature per label level, fitted on the held-out `texts` and gold `paths` (`options`: `gold_label_logits`'
+    `batch_size` and `show_progress`); sets `model.config.level_temperatures` (saved with the model) and returns
+    `temperatures`, `nll_before` (at the temperatures the model had) and `nll_after` per level.
     """
-    levels = gold_label_logits(model, tokenizer, texts, paths, batch_size=batch_size, show_progress=show_progress)
+    levels = gold_label_logits(model, tokenizer, texts, paths, **options)
     before = list(model.config.level_temperatures or [1.0] * len(levels))
     temperatures = [fit_temperature(level) for level in levels]
     model.config.level_temperatures = temperatures

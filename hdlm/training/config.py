@@ -54,6 +54,13 @@ class HdLMSFTConfig(SFTConfig):
             "(the loss pass over the eval set costs about as much as decoding it)."
         },
     )
+    calibrate: bool = field(
+        default=True,
+        metadata={
+            "help": "After training, fit one temperature per label level on the eval split (`--eval_file`) and save "
+            "them with the checkpoint (`level_temperatures`), so that decoded label probabilities are calibrated."
+        },
+    )
     train_level_heads: bool = field(
         default=True,
         metadata={
