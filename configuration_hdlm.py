@@ -134,9 +134,8 @@ class HdLMConfig(PreTrainedConfig):
             Where long queries are cut, as a tokenizer's `truncation_side`: `"right"` keeps their start, `"left"`
             their end (the latest turns of a dialogue).
         level_temperatures (`list[float]`, *optional*):
-            One temperature per label level, fitted on held-out rows (`hdlm.evaluation.calibration_fit`): decoding
-            divides the level's logits by it before taking a label's probability among the allowed labels. It never
-            changes which label is chosen, only how confident the output says it is. None: 1.0 for every level.
+            Per label level, the temperature (fitted on held-out rows) dividing its logits before a label's
+            probability is taken; it never changes the label chosen. None: 1.0.
     """
 
     model_type = "hdlm"
@@ -210,7 +209,14 @@ class HdLMConfig(PreTrainedConfig):
             self.instruction = "Answer with the " + ", then the ".join(self.level_names) + "."
         self._validate_rendering()
         if self.level_temperatures is not None:
-            self._validate_level_temperatures()
+            temperatures = _as_list("`level_temperatures`", self.level_temperatures, "[1.2, 1.0]")
+            valid = all(isinstance(t, numbers.Real) and type(t) is not bool and 0 < t < math.inf for t in temperatures)
+            if len(temperatures) != self.num_label_levels or not valid:
+                raise ValueError(
+                    f"`level_temperatures` must hold one finite number > 0 per label level ({self.num_label_levels}), "
+                    f"got {temperatures!r}. Fit them (`eval_hdlm.py --calibration_file`) or pass None (1.0)."
+                )
+            self.level_temperatures = [float(t) for t in temperatures]
 
     @classmethod
     def from_options(
@@ -396,19 +402,6 @@ class HdLMConfig(PreTrainedConfig):
                     f"`taxonomy_token_ids` entry for {path!r} must hold, per label, a non-empty list of token ids in "
                     f"0..{vocab_size - 1}, got {ids!r}."
                 )
-
-    def _validate_level_temperatures(self) -> None:
-        temperatures = _as_list("`level_temperatures`", self.level_temperatures, "[1.2, 1.0, 0.9]")
-        depth = self.num_label_levels
-        if len(temperatures) != depth or not all(
-            isinstance(t, numbers.Real) and not isinstance(t, bool) and math.isfinite(t) and t > 0
-            for t in temperatures
-        ):
-            raise ValueError(
-                f"`level_temperatures` must hold one finite number > 0 per label level ({depth}), got "
-                f"{temperatures!r}. Fit them with `eval_hdlm.py --calibration_file`, or pass None (1.0 everywhere)."
-            )
-        self.level_temperatures = [float(t) for t in temperatures]
 
 
 def _as_list(name: str, value: Any, example: str = "[2, 4]") -> list:
