@@ -14,11 +14,12 @@ text]`) by BLEU-2, ROUGE-L, Distinct-2 and the shares of empty and cut-off repli
 checkpoints' configs.
 
 Label levels decoded under constraints carry probabilities: the metrics hold the ECE and Brier score of each level's
-path probability and of the whole path's, drawn as `reliability_diagram.png` and `coverage_accuracy.png` (the accuracy
-kept when abstaining below a path probability). `--calibration_file dev.jsonl` first fits one temperature per label
-level on those held-out rows (`hdlm.evaluation.calibration_fit`), decodes the test rows before and after (the labels
-do not change, their probabilities do; the metrics without calibration are kept as `uncalibrated_*`), and with
-`--save_calibration` stores the temperatures in the checkpoint's `config.json`.
+probability (given its parents, judged where they are right) and of the whole path's, drawn as
+`reliability_diagram.png` and `coverage_accuracy.png` (the accuracy kept when abstaining below a path probability).
+`--calibration_file dev.jsonl` first fits one temperature per label level on those held-out rows
+(`hdlm.evaluation.calibration_fit`), decodes the test rows before and after (the labels do not change, their
+probabilities do; the metrics without calibration are kept as `uncalibrated_*`), and with `--save_calibration`
+stores the temperatures in the checkpoint's `config.json`.
 
 Writes, per model, `predictions.jsonl`, `metrics.json`, a per-level score PNG and, when level 1 is a label level, its
 confusion matrix PNG under `output_dir/<model>/`, then `comparison.json` and `per_level_scores.png` for all models

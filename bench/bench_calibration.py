@@ -8,7 +8,8 @@ The checkpoint is loaded with this repository's `HdLMForCausalLM` (not the code 
 `level_temperatures`). The temperatures are fitted as `eval_hdlm.py --calibration_file` fits them, then the test
 split is decoded once (constrained greedy): a greedy level's `score` is its log-probability among the allowed tokens
 at temperature 1, so the same decode gives the probabilities before (`exp(score)`) and after (`probability`).
-Level `d`'s confidence is the path's probability down to `d`, right when the reference agrees down to `d`.
+A level's confidence is its label's probability given the labels above, judged on the rows whose labels above are
+right (`calibration_curves`); the path's is their product.
 """
 
 import argparse
@@ -21,19 +22,16 @@ from transformers import AutoTokenizer
 
 from hdlm.data import load_hierarchical_dataset
 from hdlm.evaluation.calibration_fit import fit_level_temperatures
-from hdlm.evaluation.calibration_metrics import calibration_scores
+from hdlm.evaluation.calibration_metrics import confidence_scores
 from modeling_hdlm import HdLMForCausalLM
 
 
-def scores(outputs, references, depth: int, probability) -> dict[str, float]:
-    """ECE and Brier of each level's path probability (`probability(output, d)`) and of the whole path's."""
-    result = {}
-    for level in range(1, depth + 1):
-        confidences = [probability(output, level) for output in outputs]
-        correct = [output.path[:level] == reference[:level] for output, reference in zip(outputs, references)]
-        name = "path" if level == depth else f"level_{level}"
-        result.update({f"{name}_{key}": value for key, value in calibration_scores(confidences, correct).items()})
-    return result
+def scores(outputs, references, level_probabilities) -> dict[str, float]:
+    """ECE and Brier of each label level's probability (`level_probabilities(output)`, given its parents, judged
+    where they are right) and of the whole path's (their product), as `eval_hdlm.py` reports them."""
+    levels = [level_probabilities(output) for output in outputs]
+    paths = [output.path[: len(row)] for output, row in zip(outputs, levels)]
+    return confidence_scores(paths, references, levels, [math.prod(row) for row in levels])
 
 
 def main() -> None:
@@ -62,8 +60,8 @@ def main() -> None:
         "fit_seconds": fit_seconds,
         "decode_seconds": decode_seconds,
         "path_accuracy": sum(o.path == r for o, r in zip(outputs, test["labels"])) / len(outputs),
-        "before": scores(outputs, test["labels"], depth, lambda o, d: math.exp(sum(lv.score for lv in o.levels[:d]))),
-        "after": scores(outputs, test["labels"], depth, lambda o, d: math.prod(lv.probability for lv in o.levels[:d])),
+        "before": scores(outputs, test["labels"], lambda o: [math.exp(lv.score) for lv in o.levels[:depth]]),
+        "after": scores(outputs, test["labels"], lambda o: [lv.probability for lv in o.levels[:depth]]),
     }
     print(json.dumps(report, indent=2))
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .calibration import plot_coverage_accuracy, plot_reliability_diagram
+from .calibration import calibration_curves, plot_coverage_accuracy, plot_reliability_diagram
 from .path_metrics import score_paths
 
 if TYPE_CHECKING:
@@ -32,8 +32,8 @@ def evaluate_model(
 
     Returns one record per text (prediction, reference, per-level scores and, where the label levels were decoded
     under constraints, their probabilities and the path's) and the metrics, which include `eval_seconds`,
-    `seconds_per_example` and then the ECE and Brier score of each level's path probability and of the whole path's
-    (`level_{d}_ece`, `path_ece`, ...).
+    `seconds_per_example` and the ECE and Brier score of each label level's probability and of the whole path's
+    (`level_{d}_ece`, `path_ece`, ...; see `calibration_curves`).
     """
     start = time.perf_counter()
     outputs = model.generate_hierarchical(
@@ -48,7 +48,11 @@ def evaluate_model(
             "scores": [level.score for level in output.levels],
             "truncated": [level.truncated for level in output.levels],
             **({"top_labels": [level.top_labels for level in output.levels]} if output.levels[0].top_labels else {}),
-            **({"probabilities": [level.probability for level in output.levels]} if output.probability else {}),
+            **(
+                {"probabilities": [level.probability for level in output.levels if level.kind == "label"]}
+                if output.probability is not None
+                else {}
+            ),
             **({"top_paths": output.top_paths} if output.top_paths else {}),
         }
         for text, reference, output in zip(texts, references, outputs)
@@ -59,36 +63,36 @@ def evaluate_model(
         model.config.level_kinds,
         taxonomy=model.config.taxonomy,
         truncated=[record["truncated"] for record in records],
-        **confidences(records, model.config.num_label_levels),
+        **confidences(records),
     )
     metrics.update(eval_seconds=seconds, seconds_per_example=seconds / max(len(texts), 1))
     return records, metrics
 
 
-def confidences(records: Sequence[Mapping], depth: int) -> dict[str, list]:
+def confidences(records: Sequence[Mapping]) -> dict[str, list]:
     """
-    `score_paths`' `level_confidences` (per record, the probability of its path down to each label level: what is
-    right when the reference has the same labels down to that level) and `path_confidences`, from the records'
-    label probabilities; empty where a record has none (decoded without constraints).
+    `score_paths`' `level_confidences` (per record, each label level's probability given the labels above it) and
+    `path_confidences` (their product), from the records' label probabilities; empty where a record has none
+    (decoded without constraints).
     """
     if not records or any("probabilities" not in record for record in records):
         return {}
-    levels = [[math.prod(record["probabilities"][: level + 1]) for level in range(depth)] for record in records]
-    return {"level_confidences": levels, "path_confidences": [row[-1] for row in levels]}
+    levels = [record["probabilities"] for record in records]
+    return {"level_confidences": levels, "path_confidences": [math.prod(row) for row in levels]}
 
 
 def confidence_curves(records: Sequence[Mapping], depth: int, suffix: str = "") -> dict[str, tuple[list, list]]:
-    """The `(confidences, correct)` curve of each label level's path probability and of the whole path's, named
-    `level {d}{suffix}` and `path{suffix}`, for the calibration plots; empty without probabilities."""
-    scores = confidences(records, depth)
+    """The `calibration_curves` of the records' label levels (the first `depth` of each path), named `level_{d}`
+    and `path` followed by `suffix`, for the calibration plots; empty without probabilities."""
+    scores = confidences(records)
     if not scores:
         return {}
-    curves = {}
-    for level in range(depth):
-        correct = [record["prediction"][: level + 1] == record["reference"][: level + 1] for record in records]
-        curves[f"level {level + 1}{suffix}"] = ([row[level] for row in scores["level_confidences"]], correct)
-    curves[f"path{suffix}"] = (scores["path_confidences"], curves[f"level {depth}{suffix}"][1])
-    return curves
+    predictions = [record["prediction"][:depth] for record in records]
+    levels = [row[:depth] for row in scores["level_confidences"]]
+    curves = calibration_curves(
+        predictions, [record["reference"] for record in records], levels, scores["path_confidences"]
+    )
+    return {name + suffix: curve for name, curve in curves.items()}
 
 
 def write_calibration_plots(directory: str | Path, curves: Mapping[str, tuple[list, list]]) -> None:
