@@ -117,6 +117,8 @@ def test_eval_scores_a_label_then_text_checkpoint(label_text_checkpoint, tmp_pat
         "metrics.json",
         "per_level_scores.png",
         "confusion_level_1.png",
+        "reliability_diagram.png",  # the label level's probabilities (the text level has none)
+        "coverage_accuracy.png",
     }
     metrics = json.loads((directory / "metrics.json").read_text())
     records = [json.loads(line) for line in (directory / "predictions.jsonl").read_text().splitlines()]

@@ -90,7 +90,7 @@ def gold_label_logits(
             input_ids=input_ids, attention_mask=mask, output_hidden_states=layers
         ).hidden_states
         for row, ((ids, level_ids), (_, path)) in enumerate(zip(encoded, chunk)):
-            for level in range(depth):
+            for level in range(len(path)):  # a partial path (allow_partial_paths) has fewer levels
                 columns = [index for index, value in enumerate(level_ids) if value == level + 1]
                 tokens = [ids[index] for index in columns]
                 nodes, _ = trie.walk(level, path[:level], tokens)
