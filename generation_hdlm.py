@@ -348,7 +348,8 @@ def load_tokenizer(source: dict | None) -> PreTrainedTokenizerBase:
             "holding its tokenizer."
         )
     try:
-        # The model's own files: its code is already trusted, and the tokenizer's config points at it.
+        # The model's own files, whose code is already trusted. AutoTokenizer reads config.json (an `hdlm` auto_map)
+        # before the tokenizer's files, and without `trust_remote_code=True` would ask whether to run that code.
         return AutoTokenizer.from_pretrained(**source, trust_remote_code=True)
     except (OSError, ValueError) as error:
         raise ValueError(

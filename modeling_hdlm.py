@@ -4,8 +4,8 @@ Implements "Making Language Model a Hierarchical Classifier" (arXiv 2507.12930) 
 `AutoModelForCausalLM` builds. This file is copied beside every HdLM checkpoint and loaded with
 `trust_remote_code=True`, with the sibling files it imports (which `save_pretrained` copies with it):
 `configuration_hdlm`, `rendering_hdlm` (the renderer), `generation_hdlm` (decoding options and outputs),
-`decoding_hdlm` (the hierarchical decoder) and `taxonomy_hdlm` (label tries and label heads). They import only torch,
-transformers and safetensors.
+`decoding_hdlm` (the hierarchical decoder), `taxonomy_hdlm` (label tries and label heads) and `pipeline_hdlm` (the
+`hierarchical-text-classification` pipeline). They import only torch, transformers and safetensors.
 """
 
 import copy
@@ -35,6 +35,7 @@ try:
         load_tokenizer,
         tokenizer_source,
     )
+    from .pipeline_hdlm import CUSTOM_PIPELINES
     from .rendering_hdlm import HdLMRenderer
     from .taxonomy_hdlm import HdLMLabelHead, TaxonomyTrie
 except ImportError:  # imported as a top-level module from a source checkout
@@ -47,6 +48,7 @@ except ImportError:  # imported as a top-level module from a source checkout
         load_tokenizer,
         tokenizer_source,
     )
+    from pipeline_hdlm import CUSTOM_PIPELINES
     from rendering_hdlm import HdLMRenderer
     from taxonomy_hdlm import HdLMLabelHead, TaxonomyTrie
 
@@ -257,6 +259,7 @@ class HdLMForCausalLM(HdLMPreTrainedModel, GenerationMixin):
             base = AutoModelForCausalLM.from_pretrained(base, **(base_kwargs or {}))
         config = HdLMConfig.from_options(base.config, config)
         config.auto_map = dict(AUTO_MAP)
+        config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
         config.dtype = base.dtype
         if config.taxonomy is not None and tokenizer is not None:
             config.taxonomy_token_ids = HdLMRenderer(config, tokenizer).taxonomy_token_ids()

@@ -17,6 +17,16 @@ AUTO_CLASSES = ("AutoConfig", "AutoModel", "AutoModelForCausalLM")
 RESAVE = "save the model again with `HdLMForCausalLM.save_pretrained(folder)` (train_hdlm.py does it)"
 
 
+def remote_code_files(config: dict) -> list[str]:
+    """
+    The code files a checkpoint's `config.json` needs beside it: the model's, and the module of each pipeline it
+    names under `custom_pipelines` (`pipeline_hdlm.py`; checkpoints saved before the pipeline existed name none).
+    """
+    pipelines = config.get("custom_pipelines") or {}
+    modules = [f"{info['impl'].rsplit('.', 1)[0]}.py" for info in pipelines.values() if isinstance(info, dict)]
+    return [*REMOTE_CODE_FILES, *sorted(set(modules) - set(REMOTE_CODE_FILES))]
+
+
 def check_hdlm_checkpoint(path: str | Path) -> None:
     """
     Raise `ValueError` naming the file and the fix when the local folder `path` holds an HdLM checkpoint that
@@ -45,7 +55,7 @@ def check_hdlm_checkpoint(path: str | Path) -> None:
             f"{config_file} has no `auto_map` entry for {', '.join(absent)}, so `trust_remote_code=True` cannot find "
             f"the HdLM classes beside it: {RESAVE}, which writes it."
         )
-    for name in REMOTE_CODE_FILES:
+    for name in remote_code_files(config):
         if not (folder / name).is_file():
             raise ValueError(
                 f"{folder / name} is missing: the HdLM code that `trust_remote_code=True` loads lies beside "

@@ -16,7 +16,7 @@ import yaml
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled
 
-from ..checkpoints import AUTO_CLASSES, REMOTE_CODE_FILES
+from ..checkpoints import AUTO_CLASSES, remote_code_files
 
 logger = logging.getLogger(__name__)
 
@@ -98,14 +98,15 @@ def repo_files(output_dir: str | Path) -> list[str]:
     config_path = output_dir / "config.json"
     if not config_path.is_file():
         raise _missing(config_path, f"{resave} With LoRA, keep `--merge_adapters true`.")
-    auto_map = json.loads(config_path.read_text(encoding="utf-8")).get("auto_map") or {}
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    auto_map = config.get("auto_map") or {}
     absent = [name for name in AUTO_CLASSES if name not in auto_map]
     if absent:
         raise ValueError(
             f"{config_path} has no `auto_map` entry for {', '.join(absent)}: the repository would not load with "
             f"`trust_remote_code=True`; {resave}"
         )
-    for name in REMOTE_CODE_FILES:
+    for name in remote_code_files(config):
         if not (output_dir / name).is_file():
             raise _missing(output_dir / name, f"the remote code is copied beside config.json when you {resave}")
 

@@ -52,6 +52,17 @@ def _heads_summary(config) -> str:
     return f"{'; '.join(parts)}, {origin}"
 
 
+def pipeline_tag(level_kinds: list[str]) -> str:
+    """
+    The Hub's `pipeline_tag` of a model whose levels have these kinds. The Hub has no hierarchical task among its
+    pipeline types (huggingface.js `packages/tasks/src/pipelines.ts`, `PIPELINE_DATA`): a model that only classifies
+    is `text-classification`, the type whose output is labels with scores, as the pipeline's is; one with a free-text
+    level (classification-guided generation) writes text, so `text-generation`. The pipeline's own task name,
+    `hierarchical-text-classification`, is what `pipeline(...)` takes, not a Hub type.
+    """
+    return "text-generation" if "text" in level_kinds else "text-classification"
+
+
 def build_model_card(
     config,
     *,
@@ -97,7 +108,7 @@ def build_model_card(
         base_model=base_model,
         library_name="transformers",
         license=license,
-        pipeline_tag="text-generation",
+        pipeline_tag=pipeline_tag(config.level_kinds),
         tags=["hdlm", "hierarchical-classification", "early-exit", "custom_code"],
         eval_results=eval_results or None,
     )
@@ -123,6 +134,7 @@ def build_model_card(
         recipe=recipe,
         mode=mode,
         heads=_heads_summary(config),
+        label_levels="label" in config.level_kinds,
         label_heads=any(config.has_label_head(level) for level in range(config.num_levels)),
         label_loss=config.label_loss,
         apply_final_norm=config.apply_final_norm,
