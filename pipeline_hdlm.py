@@ -61,6 +61,23 @@ class HierarchicalTextClassificationPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = True
 
+    def __call__(self, inputs: str | list[str], *args, **kwargs) -> dict[str, Any] | list[dict[str, Any]]:
+        """
+        Classify a text, a list of texts (answers in input order) or a stream of them (a generator or a dataset,
+        answered lazily). A list is decoded in batches of prompts of similar length, as `generate_hierarchical`
+        batches: the same batches, so the same answers, and the least padding.
+        """
+        if not isinstance(inputs, list) or len(inputs) < 2 or not all(isinstance(text, str) for text in inputs):
+            return super().__call__(inputs, *args, **kwargs)
+        renderer = self.model.get_renderer(self.tokenizer)
+        lengths = [len(renderer.prompt_ids(text)) for text in inputs]
+        order = sorted(range(len(inputs)), key=lengths.__getitem__)
+        answers = super().__call__([inputs[index] for index in order], *args, **kwargs)
+        by_input = [None] * len(inputs)
+        for index, answer in zip(order, answers):
+            by_input[index] = answer
+        return by_input
+
     def _sanitize_parameters(self, **kwargs) -> tuple[dict, dict, dict]:
         """Split the options: decoding options go to `_forward`, checked now against the options already set."""
         names = [option.name for option in dataclasses.fields(HierarchicalGenerationConfig)]

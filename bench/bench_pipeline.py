@@ -1,0 +1,55 @@
+"""What the `hierarchical-text-classification` pipeline costs over calling `generate_hierarchical` directly.
+
+Loads a checkpoint through `pipeline(..., trust_remote_code=True)`, then decodes the same test rows with the same
+batch size both ways, side by side in each round (the pipeline's model and tokenizer for both), and prints a
+markdown section for BENCHMARKS.md: rows/s of each, the ratio, and whether paths and probabilities agree.
+
+    python bench/bench_pipeline.py --model_name_or_path outputs/gemma-3-270m-dbpedia-hdlm
+        --test_file data/dbpedia/test.jsonl
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+from transformers import pipeline
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model_name_or_path", required=True)
+    parser.add_argument("--test_file", default="data/dbpedia/test.jsonl")
+    parser.add_argument("--rows", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+
+    with open(args.test_file, encoding="utf-8") as handle:
+        texts = [json.loads(line)["text"] for line, _ in zip(handle, range(args.rows))]
+    classifier = pipeline("hierarchical-text-classification", model=args.model_name_or_path, trust_remote_code=True)
+    model, tokenizer = classifier.model, classifier.tokenizer
+    timings = {"pipeline": [], "generate_hierarchical": []}
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        answers = classifier(texts, batch_size=args.batch_size)
+        timings["pipeline"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        outputs = model.generate_hierarchical(texts, tokenizer, batch_size=args.batch_size)
+        timings["generate_hierarchical"].append(time.perf_counter() - start)
+    same_paths = sum(answer["path"] == output.path for answer, output in zip(answers, outputs))
+    gap = max(abs(answer["score"] - output.probability) for answer, output in zip(answers, outputs))
+    rates = {name: len(texts) / statistics.median(seconds) for name, seconds in timings.items()}
+    print(f"### Pipeline against `generate_hierarchical`: {args.model_name_or_path}, {model.dtype}\n")
+    print(f"{len(texts)} rows of `{args.test_file}`, batch {args.batch_size}, median of {args.rounds} rounds, ")
+    print(f"{platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d')}.\n")
+    print("| method | rows/s |\n|---|---:|")
+    for name, rate in rates.items():
+        print(f"| {name} | {rate:.2f} |")
+    print(f"\nPipeline / direct: {rates['pipeline'] / rates['generate_hierarchical']:.3f}x; same path on "
+          f"{same_paths}/{len(texts)} rows; largest path-probability difference {gap:.2e}.")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
