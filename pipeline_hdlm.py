@@ -9,6 +9,7 @@ loads it as transformers loads any custom pipeline. It imports only transformers
 """
 
 import dataclasses
+from functools import cached_property
 from typing import Any
 
 from transformers import AutoModelForCausalLM, Pipeline
@@ -37,7 +38,9 @@ class HierarchicalTextClassificationPipeline(Pipeline):
     probabilities) and `levels`, one dict per level: `{"level": name, "label": label, "score": probability}` for label
     levels (`probability` among the labels the taxonomy allows under the label above), with `"top_labels"` (the
     `top_k` best labels and their probabilities) when `top_k > 1`; `{"level": name, "text": text, "truncated": bool}`
-    for free-text levels. Where the decoding options give the best paths (`top_k_paths`), `"top_paths"` lists them.
+    for free-text levels. With `top_k_paths=N`, `"top_paths"` lists the N best paths (`{"path", "score"}`, a beam over
+    the taxonomy); with `abstain_threshold`, the path stops at the deepest level whose path probability reaches it and
+    `"abstained"` lists the labels cut off (absent when none was).
 
     Example:
 
@@ -69,14 +72,18 @@ class HierarchicalTextClassificationPipeline(Pipeline):
         """
         if not isinstance(inputs, list) or len(inputs) < 2 or not all(isinstance(text, str) for text in inputs):
             return super().__call__(inputs, *args, **kwargs)
-        renderer = self.model.get_renderer(self.tokenizer)
-        lengths = [len(renderer.prompt_ids(text)) for text in inputs]
+        lengths = [len(self.renderer.prompt_ids(text)) for text in inputs]
         order = sorted(range(len(inputs)), key=lengths.__getitem__)
         answers = super().__call__([inputs[index] for index in order], *args, **kwargs)
         by_input = [None] * len(inputs)
         for index, answer in zip(order, answers):
             by_input[index] = answer
         return by_input
+
+    @cached_property
+    def renderer(self):
+        """The model's prompt renderer for this tokenizer, built once (it renders the taxonomy's labels)."""
+        return self.model.get_renderer(self.tokenizer)
 
     def _sanitize_parameters(self, **kwargs) -> tuple[dict, dict, dict]:
         """Split the options: decoding options go to `_forward`, checked now against the options already set."""
@@ -107,7 +114,7 @@ class HierarchicalTextClassificationPipeline(Pipeline):
             raise TypeError(
                 f"The {TASK} pipeline takes a text or a list of texts, got {type(inputs).__name__} ({inputs!r:.60})."
             )
-        return {"prompt_ids": self.model.get_renderer(self.tokenizer).prompt_ids(inputs)}
+        return {"prompt_ids": self.renderer.prompt_ids(inputs)}
 
     def _forward(self, model_inputs: dict[str, list], **options) -> dict[str, list[HierarchicalOutput]]:
         """Decode one batch: the prompts collated by the pipeline (one list of ids, or a list of them)."""
@@ -129,8 +136,10 @@ class HierarchicalTextClassificationPipeline(Pipeline):
             if level.top_labels is not None:
                 entry["top_labels"] = [{"label": label, "score": score} for label, score in level.top_labels]
             result["levels"].append(entry)
-        if (top_paths := getattr(output, "top_paths", None)) is not None:
+        if (top_paths := getattr(output, "top_paths", None)) is not None:  # older checkpoints' outputs lack them
             result["top_paths"] = [{"path": list(path), "score": score} for path, score in top_paths]
+        if abstained_levels := getattr(output, "abstained_levels", None):
+            result["abstained"] = [level.label for level in abstained_levels]
         return result
 
 

@@ -1,6 +1,7 @@
 """The `hierarchical-text-classification` pipeline that travels with every checkpoint, the card's pipeline tag, and
 loading a checkpoint's stock tokenizer without its remote code."""
 
+import dataclasses
 import json
 import sys
 
@@ -8,6 +9,7 @@ import pytest
 from conftest import REPO_ROOT, TAXONOMY_3, run_offline, tiny_hdlm
 from transformers import pipeline
 
+from generation_hdlm import HierarchicalGenerationConfig
 from hdlm.checkpoints import check_hdlm_checkpoint
 from hdlm.publishing.model_card import build_model_card
 from pipeline_hdlm import TASK
@@ -42,7 +44,12 @@ def _expected(output) -> dict:
         if level.top_labels is not None:
             entry["top_labels"] = [{"label": label, "score": score} for label, score in level.top_labels]
         levels.append(entry)
-    return {"path": output.path, "score": output.probability, "levels": levels}
+    expected = {"path": output.path, "score": output.probability, "levels": levels}
+    if getattr(output, "top_paths", None) is not None:
+        expected["top_paths"] = [{"path": list(path), "score": score} for path, score in output.top_paths]
+    if getattr(output, "abstained_levels", None):
+        expected["abstained"] = [level.label for level in output.abstained_levels]
+    return expected
 
 
 def _close(actual, expected) -> bool:
@@ -118,6 +125,24 @@ def test_batches_equal_one_by_one_and_options_pass_through(classifier, model, to
         configured(TEXTS[0]), _expected(model.generate_hierarchical(TEXTS[0], tokenizer, top_k=2, strategy="rank")[0])
     )
     assert _close(configured(TEXTS[0], top_k=1), singles[0])
+
+
+@pytest.mark.skipif(
+    "top_k_paths" not in {option.name for option in dataclasses.fields(HierarchicalGenerationConfig)},
+    reason="`HierarchicalGenerationConfig.top_k_paths` and `abstain_threshold` come with issue 16's probabilities",
+)
+def test_top_k_paths_and_abstention_pass_through(classifier, model, tokenizer):
+    beam = model.generate_hierarchical(TEXTS, tokenizer, top_k_paths=3)
+    answers = classifier(TEXTS, top_k_paths=3, batch_size=2)
+    assert _close(answers, [_expected(output) for output in beam])
+    assert all(len(answer["top_paths"]) == 3 for answer in answers)
+    assert all(answer["top_paths"][0]["path"] == answer["path"] for answer in answers)
+    threshold = sorted(answer["score"] for answer in classifier(TEXTS))[len(TEXTS) // 2]
+    cut = classifier(TEXTS, abstain_threshold=threshold)
+    direct = model.generate_hierarchical(TEXTS, tokenizer, abstain_threshold=threshold)
+    assert _close(cut, [_expected(output) for output in direct])
+    assert any("abstained" in answer for answer in cut)
+    assert all(len(answer["path"]) + len(answer.get("abstained", [])) == 3 for answer in cut)
 
 
 @pytest.mark.parametrize(
