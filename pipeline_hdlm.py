@@ -136,10 +136,10 @@ class HierarchicalTextClassificationPipeline(Pipeline):
             if level.top_labels is not None:
                 entry["top_labels"] = [{"label": label, "score": score} for label, score in level.top_labels]
             result["levels"].append(entry)
-        if (top_paths := getattr(output, "top_paths", None)) is not None:  # older checkpoints' outputs lack them
-            result["top_paths"] = [{"path": list(path), "score": score} for path, score in top_paths]
-        if abstained_levels := getattr(output, "abstained_levels", None):
-            result["abstained"] = [level.label for level in abstained_levels]
+        if output.top_paths is not None:
+            result["top_paths"] = [{"path": list(path), "score": score} for path, score in output.top_paths]
+        if output.abstained:
+            result["abstained"] = [level.label for level in output.abstained_levels]
         return result
 
 
