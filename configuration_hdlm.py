@@ -366,9 +366,9 @@ class HdLMConfig(PreTrainedConfig):
         seen = set()
         for index, path in enumerate(self.taxonomy):
             if problem := taxonomy_path_problem(path, depth, self.allow_partial_paths):
-                raise ValueError(f"`taxonomy[{index}]` {path!r} {problem}.")
+                raise ValueError(f"`taxonomy` path {index} {path!r} {problem}.")
             if tuple(path) in seen:
-                raise ValueError(f"`taxonomy[{index}]` {path!r} is listed twice; list every path once.")
+                raise ValueError(f"`taxonomy` path {index} {path!r} is listed twice; list every path once.")
             seen.add(tuple(path))
         if max(len(path) for path in self.taxonomy) != depth:
             raise ValueError(
