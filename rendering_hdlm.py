@@ -161,8 +161,12 @@ class HdLMRenderer:
     def taxonomy_token_ids(self) -> list[list[list[int]]]:
         """Each label's tokens on each taxonomy path, as `answer_ids` renders them (`config.taxonomy_token_ids`); a
         partial path's last label ends with the stop marker."""
+        partial = self.config.allow_partial_paths
         return [
-            [self.answer_ids(level, label, stop=level == len(path) - 1) for level, label in enumerate(path)]
+            [
+                self.answer_ids(level, label, stop=partial and level == len(path) - 1)
+                for level, label in enumerate(path)
+            ]
             for path in self.config.taxonomy
         ]
 
