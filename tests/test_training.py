@@ -236,7 +236,7 @@ def test_resume_true_picks_the_last_complete_checkpoint(tmp_path, caplog):
         ({"text": "x", "labels": ["Science"]}, "expected 2 levels"),
         ({"text": "x", "labels": ["Science", " "]}, "empty label"),
         ({"text": "x", "labels": ["Science", 3]}, "must be a string"),
-        ({"text": "x", "labels": ["Sports", "Physics"]}, "two parents"),
+        ({"id": "ex-0", "text": "x", "labels": ["Sports", "Physics"]}, "duplicate id"),  # a new path: not an error
     ],
 )
 def test_bad_data_stops_before_anything_is_written(bad_row, match, task, tmp_path):
