@@ -57,9 +57,7 @@ def candidate_scores(
     layer = decoder.config.level_layers[level]
     stop = layer if decoder.options.early_exit else decoder.num_layers
     trie, device = decoder.trie, decoder.device
-    candidates = [
-        (row, label, ids) for row, path in enumerate(paths) for label, ids in trie.labels(level, path).items()
-    ]
+    candidates = [(row, label, ids) for row, path in enumerate(paths) for label, ids in trie.labels(level, path)]
     vocabulary = torch.tensor(trie.vocabularies[level], device=device)
     scores: list[float] = []
     tempered: list[float] = []
@@ -129,7 +127,7 @@ class TaxonomyBeam:
         hypotheses = [_Hypothesis(index, history=list(prompt)) for index, prompt in enumerate(prompts)]
         pending = [list(prompt) for prompt in prompts]
         for level in range(decoder.config.num_label_levels):
-            headers = [decoder.renderer.header_ids(level, (h.path or [None])[-1]) for h in hypotheses]
+            headers = [decoder.renderer.header_ids(level, h.path) for h in hypotheses]
             segments = [row + header for row, header in zip(pending, headers)]
             for hypothesis, header in zip(hypotheses, headers):
                 hypothesis.history.extend(header)

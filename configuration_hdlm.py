@@ -43,32 +43,21 @@ def misplaced_label_level(level_kinds: Sequence[str]) -> int | None:
     return next((index for index in range(first_text, len(kinds)) if kinds[index] == "label"), None)
 
 
-class LabelTree:
+def taxonomy_path_problem(path: Sequence[Any], depth: int, allow_partial_paths: bool = False) -> str | None:
     """
-    The rule that the labels of a taxonomy form a tree: a label (at its level) has one parent.
+    What is wrong with one taxonomy path, or `None`: it must hold `depth` non-empty string labels (coarsest first),
+    or between 1 and `depth` of them with `allow_partial_paths`.
 
-    Paths are added one at a time; each label remembers the parent it was first seen under and an `origin` given with
-    that path (a line number, say), so that callers can word a conflict with their own context.
+    A label is its path, not its name: the same name may appear under different parents ("Classical" under Physics
+    and under Music), so names need no check across paths.
     """
-
-    def __init__(self) -> None:
-        self.parent_of: dict[tuple[int, str], tuple[str, Any]] = {}
-
-    def add(self, path: Sequence[str | None], origin: Any = None) -> list[tuple[int, str, str, Any]]:
-        """
-        Record the parent -> child edges of `path` (coarsest first; a `None` entry is a level outside the taxonomy,
-        such as free text, with no parent and no child) and return its conflicts: `(level, label, first_parent,
-        first_origin)` for each label (0-based `level`) already seen under another parent.
-        """
-        conflicts = []
-        for level in range(1, len(path)):
-            parent, label = path[level - 1], path[level]
-            if parent is None or label is None:
-                continue
-            first_parent, first_origin = self.parent_of.setdefault((level, label), (parent, origin))
-            if first_parent != parent:
-                conflicts.append((level, label, first_parent, first_origin))
-        return conflicts
+    lengths = f"1 to {depth}" if allow_partial_paths else str(depth)
+    if not (1 <= len(path) <= depth if allow_partial_paths else len(path) == depth):
+        fix = "" if allow_partial_paths else " (a path that stops early needs `allow_partial_paths=True`)"
+        return f"holds {len(path)} labels, expected {lengths} (one per label level){fix}"
+    if not all(isinstance(label, str) and label.strip() for label in path):
+        return "holds an empty or non-string label: every label must be a non-empty string"
+    return None
 
 
 class HdLMConfig(PreTrainedConfig):
@@ -93,7 +82,15 @@ class HdLMConfig(PreTrainedConfig):
             Weight `f_d >= 0` of each level's token-mean cross-entropy in the training loss.
         taxonomy (`list[list[str]]`, *optional*):
             The label paths of the label levels, e.g. `[["Science", "Physics"], ["Sports", "Tennis"]]`. Stored in
-            `config.json`, so a published model is self-contained.
+            `config.json`, so a published model is self-contained. A label is its path, not its name: the same name
+            may appear under different parents (`["Music", "Classical"]` and `["Physics", "Classical"]`); a path may
+            not be listed twice.
+        allow_partial_paths (`bool`, *optional*, defaults to `False`):
+            Let taxonomy paths stop before the last label level (`["Books", "Fiction"]` in a 3-level taxonomy): such
+            a path is a leaf at its last level, and its label ends with the EOS token instead of `level_separator`,
+            so the model learns to stop there. A path that is a strict prefix of another is a leaf only where it is
+            listed on its own (a label can then both stop and go on). Needs label levels only, and a path of full
+            depth. Off, every path has one label per label level.
         taxonomy_token_ids (`list[list[list[int]]]`, *optional*):
             For each path of `taxonomy`, the token ids of each of its labels as the model reads them (the answer and
             the level's end marker, as [`HdLMRenderer.answer_ids`] renders them). Set by
@@ -148,6 +145,7 @@ class HdLMConfig(PreTrainedConfig):
     level_loss_weights: list[float] | None = None
     taxonomy: list[list[str]] | None = None
     taxonomy_token_ids: list[list[list[int]]] | None = None
+    allow_partial_paths: bool = False
     head_init: str = "copy"
     label_head_vocabulary: str = "labels"
     label_loss: str = "constrained"
@@ -222,11 +220,8 @@ class HdLMConfig(PreTrainedConfig):
     def from_options(
         cls, text_config: PreTrainedConfig, options: "HdLMConfig | Mapping[str, Any] | Any"
     ) -> "HdLMConfig":
-        """
-        A config on `text_config` with the HdLM options of `options`: another `HdLMConfig` (its `text_config` is
-        replaced), or its fields as a mapping or a dataclass. Unknown names are a `TypeError` that suggests the close
-        ones; sequences (tuples, arrays) are stored as the lists `config.json` holds.
-        """
+        """A config on `text_config` with the HdLM options of `options`: another `HdLMConfig`, or its fields as a
+        mapping or a dataclass (unknown names are a `TypeError` suggesting the close ones; sequences become lists)."""
         fields = sorted(set(inspect.get_annotations(cls)) - {"text_config"})
         if isinstance(options, PreTrainedConfig) and options.model_type == cls.model_type:
             options = {name: getattr(options, name) for name in fields}
@@ -371,18 +366,24 @@ class HdLMConfig(PreTrainedConfig):
         depth = self.num_label_levels
         if depth == 0:
             raise ValueError("`taxonomy` was given but `level_kinds` has no label level; drop it or add one.")
-        tree = LabelTree()
-        for path in self.taxonomy:
-            if len(path) != depth or not all(isinstance(label, str) and label.strip() for label in path):
-                raise ValueError(
-                    f"`taxonomy` paths must hold {depth} non-empty strings (one per label level), got {path!r}."
-                )
-            if conflicts := tree.add(path):
-                level, label, known, _ = conflicts[0]
-                raise ValueError(
-                    f"`taxonomy` label {label!r} at level {level + 1} appears under two parents, "
-                    f"{known!r} and {path[level - 1]!r}; labels must form a tree (rename one of them)."
-                )
+        if not isinstance(self.allow_partial_paths, bool):
+            raise TypeError(f"`allow_partial_paths` must be True or False, got {self.allow_partial_paths!r}.")
+        if self.allow_partial_paths and depth != self.num_levels:
+            raise ValueError(
+                f"`allow_partial_paths=True` needs every level to be a label level, got `level_kinds` "
+                f"{self.level_kinds!r}: a path that stops early ends the whole answer."
+            )
+        seen = set()
+        for index, path in enumerate(self.taxonomy):
+            if problem := taxonomy_path_problem(path, depth, self.allow_partial_paths):
+                raise ValueError(f"`taxonomy` path {index} {path!r} {problem}.")
+            if tuple(path) in seen:
+                raise ValueError(f"`taxonomy` path {index} {path!r} is listed twice; list every path once.")
+            seen.add(tuple(path))
+        if max(len(path) for path in self.taxonomy) != depth:
+            raise ValueError(
+                f"No `taxonomy` path reaches the last label level ({depth}): drop that level, or give its labels."
+            )
 
     def _validate_taxonomy_token_ids(self) -> None:
         token_ids = self.taxonomy_token_ids
@@ -442,8 +443,8 @@ HdLMConfig.register_for_auto_class()
 __all__ = [
     "LEVEL_KINDS",
     "HdLMConfig",
-    "LabelTree",
     "default_level_kinds",
     "default_level_names",
     "misplaced_label_level",
+    "taxonomy_path_problem",
 ]

@@ -16,12 +16,12 @@ from transformers import PreTrainedModel
 from transformers.cache_utils import Cache, DynamicCache
 
 try:
-    from .beam_hdlm import TaxonomyBeam, candidate_scores
+    from .beam_hdlm import TaxonomyBeam, candidate_scores, select_rows
     from .generation_hdlm import HierarchicalGenerationConfig, HierarchicalLevel, HierarchicalOutput, prompt_ids
     from .rendering_hdlm import HdLMRenderer
     from .taxonomy_hdlm import LabelNode
 except ImportError:  # imported as a top-level module from a source checkout
-    from beam_hdlm import TaxonomyBeam, candidate_scores
+    from beam_hdlm import TaxonomyBeam, candidate_scores, select_rows
     from generation_hdlm import HierarchicalGenerationConfig, HierarchicalLevel, HierarchicalOutput, prompt_ids
     from rendering_hdlm import HdLMRenderer
     from taxonomy_hdlm import LabelNode
@@ -176,27 +176,37 @@ class HierarchicalDecoder:
     def decode_levels(self, levels: range, outputs: list[HierarchicalOutput], pending: list[list[int]]) -> None:
         """
         Decode `levels` of every row of the batch, appending them to `outputs` (which hold the levels above), from
-        `pending`: the tokens of each row not yet fed to the cache.
+        `pending`: the tokens of each row not yet fed to the cache. A row whose level ends with the stop marker (a
+        partial path) leaves the batch there.
         """
+        live = list(range(len(outputs)))  # the rows still decoding, in the order of the cache's rows
         paths = [list(output.path) for output in outputs]
-        parents = [path[-1] if path else None for path in paths]
         for level in levels:
             layer = self.config.level_layers[level]
-            headers = [self.renderer.header_ids(level, parent) for parent in parents]
+            live_paths = [paths[row] for row in live]
+            headers = [self.renderer.header_ids(level, path) for path in live_paths]
             pending = [row + header for row, header in zip(pending, headers)]
             for row, header in zip(self.history, headers):
                 row.extend(header)
             hidden = self._append(pending, self.num_layers, layer)[:, -1]
             if self.config.level_kinds[level] == "label" and self.options.strategy == "rank":
-                decoded = self._rank_level(level, paths, hidden)
+                decoded = self._rank_level(level, live_paths, hidden)
                 pending = [item.token_ids for item in decoded]
             else:
-                decoded, pending = self._decode_level(level, paths, hidden)
-            for output, item, row, path in zip(outputs, decoded, self.history, paths):
-                output.levels.append(item)
-                row.extend(item.token_ids)
-                path.append(item.label if item.label is not None else item.text)
-            parents = [path[-1] for path in paths]
+                decoded, pending = self._decode_level(level, live_paths, hidden)
+            for row, item, history in zip(live, decoded, self.history):
+                outputs[row].levels.append(item)
+                history.extend(item.token_ids)
+                paths[row].append(item.label if item.label is not None else item.text)
+            going_on = [index for index, item in enumerate(decoded) if not self.renderer.stops(level, item.token_ids)]
+            if not going_on:
+                break
+            if len(going_on) < len(live):  # the others leave the cache and the per-row state
+                rows = torch.tensor(going_on, dtype=torch.long, device=self.device)
+                self.cache = select_rows(self.cache, rows)
+                self.attention_mask, self.positions = self.attention_mask[rows], self.positions[rows]
+                self.history = [self.history[index] for index in going_on]
+                live, pending = [live[index] for index in going_on], [pending[index] for index in going_on]
 
     # -- the shared cache ---------------------------------------------------------------------------------------
 
@@ -276,7 +286,6 @@ class HierarchicalDecoder:
         layer = self.config.level_layers[level]
         stop = layer if self.options.early_exit else self.num_layers
         batch = len(paths)
-        end_ids = self.renderer.end_ids(level)
         constrained = self.trie is not None and self.config.level_kinds[level] == "label"
         nodes = [self.trie.root(level, path) for path in paths] if constrained else None
         tokens: list[list[int]] = [[] for _ in range(batch)]
@@ -310,7 +319,7 @@ class HierarchicalDecoder:
                     active[row] = node.label is None
                 else:
                     tokens[row].extend(fed[row])
-                    ended = tokens[row][-len(end_ids) :] == end_ids
+                    ended = self.renderer.level_end(level, tokens[row]) is not None
                     active[row] = not ended and len(tokens[row]) < self.options.max_new_tokens
             if not any(active):
                 break
@@ -379,7 +388,6 @@ class HierarchicalDecoder:
         calibrated: list[float],
     ) -> list[HierarchicalLevel]:
         name, kind = self.config.level_names[level], self.config.level_kinds[level]
-        end_ids = self.renderer.end_ids(level)
         decoded = []
         for row, (row_tokens, score) in enumerate(zip(tokens, scores)):
             if nodes is not None:
@@ -388,7 +396,8 @@ class HierarchicalDecoder:
                     HierarchicalLevel(name, kind, label, row_tokens, score, label=label, probability=probability)
                 )
                 continue
-            ended = row_tokens[-len(end_ids) :] == end_ids
+            end_ids = self.renderer.level_end(level, row_tokens)
+            ended = end_ids is not None
             answer = row_tokens[: -len(end_ids)] if ended else row_tokens
             text = self.renderer.tokenizer.decode(answer, skip_special_tokens=True).strip()
             label = text if kind == "label" else None

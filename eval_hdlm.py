@@ -139,7 +139,18 @@ def main(args: EvalArguments) -> None:
     if args.baselines and num_label_levels == 0:
         raise ValueError(f"The `--baselines` classify label levels; `level_kinds` {level_kinds} has none.")
 
-    load = dict(text_field=args.text_field, labels_field=args.labels_field, level_kinds=level_kinds)
+    partial = any(
+        getattr(
+            AutoConfig.from_pretrained(path, trust_remote_code=args.trust_remote_code), "allow_partial_paths", False
+        )
+        for path in args.model_name_or_path
+    )  # a checkpoint trained on paths that stop early is scored on such paths
+    load = dict(
+        text_field=args.text_field,
+        labels_field=args.labels_field,
+        level_kinds=level_kinds,
+        allow_partial_paths=partial,
+    )
     test = load_hierarchical_dataset(args.test_file, **load)
     test = sample_rows(test, args.max_samples, seed=args.seed)
     texts, references = test["text"], test["labels"]

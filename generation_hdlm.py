@@ -235,6 +235,11 @@ class HierarchicalGenerationConfig:
                     f"`{name}` needs the label levels' probabilities: decode with `constrained=True` a model with a "
                     "taxonomy."
                 )
+        if self.top_k_paths > 1 and config.allow_partial_paths:
+            raise ValueError(
+                "`top_k_paths` does not rank paths that stop early yet (`allow_partial_paths=True`): decode with "
+                "`top_k_paths=1`, or `strategy='rank', top_k=...` for each level's best labels."
+            )
         label_heads = [config.level_names[level] for level in config.head_levels if config.has_label_head(level)]
         if label_heads and not self.constrained:
             raise ValueError(

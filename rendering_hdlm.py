@@ -21,7 +21,8 @@ class HdLMRenderer:
 
     A sequence is `prompt | header_1 | " " answer_1 separator | ... | header_D | " " answer_D eos`. Each part is
     tokenised on its own, so level boundaries never merge into one token. Headers are forced (never trained on);
-    answers and their end markers are the tokens of their level.
+    answers and their end markers are the tokens of their level. With `config.allow_partial_paths`, a path that
+    stops at level `d < D` ends that level with eos (the stop marker) instead of the separator.
 
     Text from users and data (the query, labels, replies, headers) never becomes a special token: a query holding
     the text `<eos>` is encoded as that text. Only the prompt or chat template and `level_separator` may hold them.
@@ -40,6 +41,11 @@ class HdLMRenderer:
         self._parts: dict[str, list[int]] = {}
         self.separator_ids = self._encode(config.level_separator, split_special_tokens=False)
         self.eos_ids = [tokenizer.eos_token_id]
+        if config.allow_partial_paths and self.separator_ids == self.eos_ids:
+            raise ValueError(
+                "`level_separator` renders as the EOS token, which ends a partial path: with `allow_partial_paths` "
+                "the two must differ (keep the default `\\n`)."
+            )
         self.children = _taxonomy_children(config.taxonomy)
         special = [token for token in tokenizer.added_tokens_decoder.values() if token.special]
         self.special_texts = [token.content for token in special if token.content]
@@ -118,54 +124,89 @@ class HdLMRenderer:
             ids += self._encode(prompt[start:stop]) if typed else [token]
         return ids
 
-    def candidates(self, level: int, parent: str | None) -> list[str]:
-        """The valid labels of a label level given the label chosen one level up (all roots for level 0)."""
-        return self.children.get((level, parent), [])
+    def candidates(self, level: int, prefix: Sequence[str] | None = None) -> list[str]:
+        """The valid labels of a label level below the labels `prefix` chosen above (all roots for level 0)."""
+        return self.children.get((level, _path_key(prefix)), [])
 
-    def header_ids(self, level: int, parent: str | None) -> list[int]:
+    def header_ids(self, level: int, prefix: Sequence[str] | None = None) -> list[int]:
+        """The header of `level`, below the labels `prefix` chosen above (they pick its candidates, if shown)."""
         name = self.config.level_names[level]
         if self.config.show_candidates and self.config.level_kinds[level] == "label" and self.children:
             header = self.config.candidates_header_template.format(
-                name=name, candidates=", ".join(self.candidates(level, parent))
+                name=name, candidates=", ".join(self.candidates(level, prefix))
             )
         else:
             header = self.config.level_header_template.format(name=name)
         return self._encode_part(header)
 
-    def end_ids(self, level: int) -> list[int]:
-        return self.eos_ids if level == self.config.num_levels - 1 else self.separator_ids
+    def end_ids(self, level: int, stop: bool = False) -> list[int]:
+        """The end marker of `level`: eos at the last level or where a partial path stops (`stop`), else the
+        separator."""
+        return self.eos_ids if stop or level == self.config.num_levels - 1 else self.separator_ids
 
-    def answer_ids(self, level: int, answer: str) -> list[int]:
-        """The tokens of one level: the answer, then the level's end marker."""
+    def level_end(self, level: int, token_ids: Sequence[int]) -> list[int] | None:
+        """The end marker that a level's `token_ids` end with (the stop marker too, under partial paths), or None."""
+        ends = [self.end_ids(level)] + ([self.eos_ids] if self.config.allow_partial_paths else [])
+        return next((end for end in ends if list(token_ids[-len(end) :]) == end), None)
+
+    def stops(self, level: int, token_ids: Sequence[int]) -> bool:
+        """Whether a level decoded as `token_ids` ends the answer: the last level, or a partial path's stop marker."""
+        return level == self.config.num_levels - 1 or self.level_end(level, token_ids) == self.eos_ids
+
+    def answer_ids(self, level: int, answer: str, stop: bool = False) -> list[int]:
+        """The tokens of one level: the answer, then the level's end marker (`end_ids(level, stop)`)."""
         encode = self._encode_part if self.config.level_kinds[level] == "label" else self._encode
-        return encode(" " + answer) + self.end_ids(level)
+        return encode(" " + answer) + self.end_ids(level, stop)
 
     def taxonomy_token_ids(self) -> list[list[list[int]]]:
-        """Each label's tokens on each taxonomy path, as `answer_ids` renders them (`config.taxonomy_token_ids`)."""
-        return [[self.answer_ids(level, label) for level, label in enumerate(path)] for path in self.config.taxonomy]
+        """Each label's tokens on each taxonomy path, as `answer_ids` renders them (`config.taxonomy_token_ids`); a
+        partial path's last label ends with the stop marker."""
+        partial = self.config.allow_partial_paths
+        return [
+            [
+                self.answer_ids(level, label, stop=partial and level == len(path) - 1)
+                for level, label in enumerate(path)
+            ]
+            for path in self.config.taxonomy
+        ]
 
     def encode_example(
         self, text: str, answers: Sequence[str], query_limit: int | None = None
     ) -> tuple[list[int], list[int]]:
-        """Token ids of a full training sequence and their level ids (0 = no loss, d = level d)."""
+        """
+        Token ids of a full training sequence and their level ids (0 = no loss, d = level d). A path shorter than
+        the levels (`config.allow_partial_paths`) stops at its last answer.
+        """
+        if len(answers) != self.config.num_levels and not (
+            self.config.allow_partial_paths and 1 <= len(answers) < self.config.num_levels
+        ):
+            raise ValueError(
+                f"Got {len(answers)} answers for {self.config.num_levels} levels: give one per level, or set "
+                "`allow_partial_paths=True` for label paths that stop early."
+            )
         input_ids = self.prompt_ids(text, query_limit)
         level_ids = [0] * len(input_ids)
-        parent = None
         for level, answer in enumerate(answers):
-            header = self.header_ids(level, parent)
-            answer_ids = self.answer_ids(level, answer)
+            header = self.header_ids(level, answers[:level])
+            answer_ids = self.answer_ids(level, answer, stop=level == len(answers) - 1)
             input_ids += header + answer_ids
             level_ids += [0] * len(header) + [level + 1] * len(answer_ids)
-            parent = answer
         return input_ids, level_ids
 
 
-def _taxonomy_children(taxonomy: list[list[str]] | None) -> dict[tuple[int, str | None], list[str]]:
-    """Map `(level, parent label)` to the sorted labels allowed below it (`parent` is None at level 0)."""
-    children: dict[tuple[int, str | None], set[str]] = {}
+def _path_key(prefix: Sequence[str] | None) -> tuple[str, ...]:
+    """The labels above a level as a key; a lone string is refused (it would read as one label per character)."""
+    if isinstance(prefix, str):
+        raise TypeError(f"Pass the labels above the level as a list (the path), e.g. [{prefix!r}], not a string.")
+    return tuple(prefix or ())
+
+
+def _taxonomy_children(taxonomy: list[list[str]] | None) -> dict[tuple[int, tuple[str, ...]], list[str]]:
+    """Map `(level, path above)` to the sorted labels allowed below it (the path above is empty at level 0)."""
+    children: dict[tuple[int, tuple[str, ...]], set[str]] = {}
     for path in taxonomy or []:
         for level, label in enumerate(path):
-            children.setdefault((level, path[level - 1] if level else None), set()).add(label)
+            children.setdefault((level, tuple(path[:level])), set()).add(label)
     return {key: sorted(labels) for key, labels in children.items()}
 
 

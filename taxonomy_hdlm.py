@@ -28,19 +28,22 @@ class TaxonomyTrie:
 
     `taxonomy_token_ids[i][d]` are the tokens of label `taxonomy[i][d]` (its answer and end marker). The nodes of a
     level are numbered across all its tries, so that `allowed_mask(level)[node.index]` says which tokens of
-    `vocabularies[level]` (the sorted union of the level's label tokens) the node allows.
+    `vocabularies[level]` (the sorted union of the level's label tokens) the node allows. Tries are keyed by the
+    whole path above, so a name repeated under two parents is two labels. A path may stop before the last level
+    (partial paths): its last label ends with the stop marker, so a label that is both a leaf and a parent has two
+    endings in its trie, and the decoder chooses between stopping and going on as between any two tokens.
     """
 
     def __init__(self, taxonomy: Sequence[Sequence[str]], taxonomy_token_ids: Sequence[Sequence[Sequence[int]]]):
-        self.depth = len(taxonomy[0]) if taxonomy else 0
+        self.depth = max((len(path) for path in taxonomy), default=0)
         self.nodes: list[list[LabelNode]] = [[] for _ in range(self.depth)]
         self._roots: dict[tuple[int, tuple[str, ...]], LabelNode] = {}
-        self._labels: dict[tuple[int, tuple[str, ...]], dict[str, list[int]]] = {}
+        self._labels: dict[tuple[int, tuple[str, ...]], dict[tuple[int, ...], str]] = {}
         for path, path_ids in zip(taxonomy, taxonomy_token_ids):
-            for level in range(self.depth):
+            for level in range(len(path)):
                 self._add(level, tuple(path[:level]), path[level], list(path_ids[level]))
         self.vocabularies = [
-            sorted({token for path_ids in taxonomy_token_ids for token in path_ids[level]})
+            sorted({token for path_ids in taxonomy_token_ids if len(path_ids) > level for token in path_ids[level]})
             for level in range(self.depth)
         ]
         self._masks: dict[int, torch.Tensor] = {}
@@ -52,9 +55,14 @@ class TaxonomyTrie:
 
     def _add(self, level: int, prefix: tuple[str, ...], label: str, token_ids: list[int]) -> None:
         labels = self._labels.setdefault((level, prefix), {})
-        if label in labels:
-            return
-        labels[label] = token_ids
+        if tuple(token_ids) in labels:
+            if labels[tuple(token_ids)] == label:
+                return
+            raise ValueError(
+                f"Labels {labels[tuple(token_ids)]!r} and {label!r} at level {level + 1} below {list(prefix)} have "
+                f"the same tokens {token_ids}: constrained decoding could not tell them apart. Rename one of them."
+            )
+        labels[tuple(token_ids)] = label
         node = self._roots.get((level, prefix))
         if node is None:
             node = self._roots[level, prefix] = self._new_node(level)
@@ -63,11 +71,6 @@ class TaxonomyTrie:
             if child is None:
                 child = node.children[token] = self._new_node(level)
             node = child
-        if node.label is not None:
-            raise ValueError(
-                f"Labels {node.label!r} and {label!r} at level {level + 1} below {list(prefix)} have the same tokens "
-                f"{token_ids}: constrained decoding could not tell them apart. Rename one of them."
-            )
         node.label = label
 
     def root(self, level: int, prefix: Sequence[str]) -> LabelNode:
@@ -79,11 +82,13 @@ class TaxonomyTrie:
             )
         return node
 
-    def labels(self, level: int, prefix: Sequence[str]) -> dict[str, list[int]]:
-        """The labels allowed at `level` below `prefix`, sorted, with their token ids."""
+    def labels(self, level: int, prefix: Sequence[str]) -> list[tuple[str, list[int]]]:
+        """
+        The labels allowed at `level` below `prefix` with their token ids, sorted: `(label, token_ids)` pairs, one
+        per ending (a label that may both stop and go on, under partial paths, comes twice).
+        """
         self.root(level, prefix)
-        labels = self._labels[level, tuple(prefix)]
-        return {label: labels[label] for label in sorted(labels)}
+        return sorted((label, list(ids)) for ids, label in self._labels[level, tuple(prefix)].items())
 
     def walk(self, level: int, prefix: Sequence[str], token_ids: Sequence[int]) -> tuple[list[int], str]:
         """

@@ -84,6 +84,13 @@ class HdLMScriptArguments:
     level_kinds: list[str] | None = field(
         default=None, metadata={"help": "`label` or `text` per level (labels first). Defaults to all `label`."}
     )
+    allow_partial_paths: bool = field(
+        default=False,
+        metadata={
+            "help": "Accept label paths that stop before the deepest level (a leaf there): the model learns to stop "
+            "and decoding may stop there. Label levels only."
+        },
+    )
 
 
 def load_datasets(
@@ -94,14 +101,17 @@ def load_datasets(
     if script_args.train_file is None and script_args.dataset_name is None:
         raise ValueError("Pass `--train_file` or `--dataset_name` (or no argument at all for the default job).")
     load = dict(
-        text_field=script_args.text_field, labels_field=script_args.labels_field, level_kinds=script_args.level_kinds
+        text_field=script_args.text_field,
+        labels_field=script_args.labels_field,
+        level_kinds=script_args.level_kinds,
+        allow_partial_paths=script_args.allow_partial_paths,
     )
     hub = dict(dataset_name=script_args.dataset_name, dataset_config=script_args.dataset_config)
     from_files = script_args.dataset_name is None
     train = load_hierarchical_dataset(
         script_args.train_file if from_files else None, split=script_args.dataset_train_split, **hub, **load
     )
-    load["num_levels"] = len(train[0]["labels"])
+    load["num_levels"] = max(len(labels) for labels in train["labels"])
     evaluation = test = None
     if script_args.eval_file or (script_args.dataset_name and script_args.dataset_test_split):
         evaluation = load_hierarchical_dataset(
@@ -129,7 +139,7 @@ def main(
 
     # Load and validate every example before anything is built or written
     train_dataset, eval_dataset, test_dataset = load_datasets(script_args, training_args.seed)
-    num_levels = len(train_dataset[0]["labels"])
+    num_levels = max(len(labels) for labels in train_dataset["labels"])
     check_level_arguments(
         num_levels,
         script_args.train_file or f"dataset {script_args.dataset_name!r}",
@@ -154,7 +164,8 @@ def main(
         num_levels=num_levels,
         level_names=script_args.level_names,
         level_kinds=script_args.level_kinds,
-        taxonomy=collect_taxonomy(train_dataset, level_kinds=script_args.level_kinds) or None,
+        taxonomy=collect_taxonomy(train_dataset, script_args.level_kinds, script_args.allow_partial_paths) or None,
+        allow_partial_paths=script_args.allow_partial_paths,
         train_level_heads=training_args.train_level_heads,
         load_kwargs={key: value for key, value in load_kwargs.items() if value is not None},
     )

@@ -27,7 +27,7 @@ def read_rows(path: str, limit: int | None) -> list[dict]:
 def prefill_seconds(model, tokenizer, texts: list[str], batch_size: int) -> float:
     """One full-depth forward over every prompt, batched as `generate_hierarchical` batches them."""
     renderer = model.get_renderer(tokenizer)
-    prompts = sorted((renderer.prompt_ids(text) + renderer.header_ids(0, None) for text in texts), key=len)
+    prompts = sorted((renderer.prompt_ids(text) + renderer.header_ids(0) for text in texts), key=len)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     start = time.perf_counter()
     for index in range(0, len(prompts), batch_size):

@@ -125,10 +125,9 @@ def authors_decode(model: HdLMForCausalLM, renderer: HdLMRenderer, prompt: list[
     for level in range(model.config.num_levels):
         ids = list(prompt)
         for earlier, tokens in enumerate(levels):
-            ids += renderer.header_ids(earlier, labels[earlier - 1] if earlier else None)
+            ids += renderer.header_ids(earlier, labels[:earlier])
             ids += tokens if labels[earlier] is None else renderer.answer_ids(earlier, labels[earlier])
-        parent = labels[-1] if labels else None
-        ids += renderer.header_ids(level, parent)
+        ids += renderer.header_ids(level, labels)
         tokens, label = authors_level(model, renderer, ids, level, labels, max_new_tokens)
         levels.append(tokens)
         labels.append(label)

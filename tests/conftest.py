@@ -254,3 +254,33 @@ def metric(tmp_path_factory) -> Iterator[object]:
         patch.setenv("HF_DATASETS_OFFLINE", "1")
         patch.setenv("HF_MODULES_CACHE", str(tmp_path_factory.mktemp("modules")))
         yield evaluate.load(str(REPO_ROOT / "metrics" / "hierarchical_f1"))
+
+
+# A 3-level taxonomy where names repeat under different parents ("Classical", "Accessories") and 2 of 10 leaves stop
+# early: "Music" is both a leaf and a parent, "Sports" a leaf at level 1.
+PARTIAL_LEAVES = {
+    ("Science", "Physics", "Classical"): "pendulum orbit",
+    ("Science", "Physics", "Quantum"): "photon spin",
+    ("Science", "Biology", "Genetics"): "cells genes",
+    ("Arts", "Music", "Classical"): "symphony",
+    ("Arts", "Music", "Jazz"): "jazz song",
+    ("Arts", "Music"): "melody",
+    ("Shop", "Books", "Accessories"): "bookmark",
+    ("Shop", "Books", "Fiction"): "novel",
+    ("Shop", "Games", "Accessories"): "joystick",
+    ("Sports",): "racket",
+}
+TAXONOMY_PARTIAL = sorted(list(path) for path in PARTIAL_LEAVES)
+
+
+def partial_path_rows(count: int, seed: int = 0) -> list[dict]:
+    """Documents whose label path (one of `PARTIAL_LEAVES`, 20 % of them stopping early) is named by a keyword."""
+    rng = random.Random(seed)
+    leaves = list(PARTIAL_LEAVES)
+    rows = []
+    for index in range(count):
+        path = leaves[index % len(leaves)]
+        words = rng.sample(FILLER, 4) + [PARTIAL_LEAVES[path]]
+        rng.shuffle(words)
+        rows.append({"id": f"ex-{index}", "text": " ".join(words), "labels": list(path)})
+    return rows

@@ -173,20 +173,15 @@ def test_shared_esconv_test_label_then_text() -> None:
     assert dataset.column_names == ["id", "text", "labels"]  # emotion, problem, situation dropped
     assert list(dataset["labels"]) == [[r["labels"][0].strip(), r["labels"][1]] for r in raw]  # replies verbatim
     assert len(collect_taxonomy(dataset, level_kinds=["label", "text"])) == 8
-    # Read as two label levels, replies shared by two strategies are taxonomy conflicts.
-    with pytest.raises(HierarchicalDataError, match=r"taxonomy conflict.*level_kinds"):
-        load_hierarchical_dataset(path)
+    # Read as two label levels, a reply shared by two strategies is two labels (a label is its path).
+    assert len(load_hierarchical_dataset(path)) == 2295
 
 
 @requires_shared_data
-def test_shared_wos_sample_has_a_taxonomy_conflict() -> None:
+def test_shared_wos_sample_keeps_an_area_name_under_two_domains_apart() -> None:
     path = SHARED_DATA / "wos" / "sample.jsonl"
-    message = error_of(path)
-    assert re.search(
-        r"sample\.jsonl, line 384, field 'labels' level 2: taxonomy conflict: label 'Depression'", message
-    )
-    assert "'Psychology' (line 5) and 'Medical' (line 384)" in message
-    assert len(load_hierarchical_dataset(path, check_taxonomy=False)) == 800
+    taxonomy = collect_taxonomy(load_hierarchical_dataset(path))
+    assert ["Psychology", "Depression"] in taxonomy and ["Medical", "Depression"] in taxonomy
 
 
 # -- errors -----------------------------------------------------------------------------------------------------
@@ -256,21 +251,34 @@ def test_unsupported_extension_and_empty_files(tmp_path: Path) -> None:
         load_hierarchical_dataset(tmp_path / "absent.jsonl")
 
 
-def test_taxonomy_conflict_names_both_parents_and_lines(tmp_path: Path) -> None:
+def test_a_name_under_two_parents_is_two_labels(tmp_path: Path) -> None:
     rows = [
         {"text": "a", "labels": ["Psychology", "Depression"]},
         {"text": "b", "labels": ["CS", "Vision"]},
         {"text": "c", "labels": ["Medical", "Depression"]},
-        {"text": "d", "labels": ["Medical", "Depression"]},  # same conflict: reported once
+        {"text": "d", "labels": ["Medical", "Depression"]},
     ]
-    path = write_jsonl(tmp_path / "tax.jsonl", rows)
-    message = error_of(path)
-    assert message.startswith(
-        f"{path}, line 3, field 'labels' level 2: taxonomy conflict: label 'Depression' appears under two parents: "
-        "'Psychology' (line 1) and 'Medical' (line 3). Fix:"
-    )
-    assert message.count("taxonomy conflict") == 1
-    assert len(load_hierarchical_dataset(path, check_taxonomy=False)) == 4
+    dataset = load_hierarchical_dataset(write_jsonl(tmp_path / "tax.jsonl", rows))
+    assert len(dataset) == 4
+    assert collect_taxonomy(dataset) == [["CS", "Vision"], ["Medical", "Depression"], ["Psychology", "Depression"]]
+
+
+def test_short_paths_are_the_wrong_depth_unless_partial_paths_are_allowed(tmp_path: Path) -> None:
+    rows = [{"text": "a", "labels": ["Books"]}, {"text": "b", "labels": ["Books", "Fiction", "Crime"]}]
+    rows += [{"text": "c", "labels": ["Books", "Fiction"]}]
+    path = write_jsonl(tmp_path / "short.jsonl", rows)
+    message = error_of(path, num_levels=3)
+    assert f"{path}, line 1, field 'labels': expected 3 levels (num_levels=3), got 1" in message
+    assert "or allow_partial_paths=True if paths may stop early" in message
+    dataset = load_hierarchical_dataset(path, allow_partial_paths=True)
+    assert dataset["labels"] == [["Books"], ["Books", "Fiction", "Crime"], ["Books", "Fiction"]]
+    assert collect_taxonomy(dataset, allow_partial_paths=True) == sorted(r["labels"] for r in rows)
+    with pytest.raises(HierarchicalDataError, match="path 2 holds 3 labels, expected 1 to 2"):
+        collect_taxonomy(dataset, level_kinds=["label", "label"], allow_partial_paths=True)
+    too_deep = error_of(path, num_levels=2, allow_partial_paths=True)
+    assert f"{path}, line 2, field 'labels': expected at most 2 levels (num_levels=2), got 3" in too_deep
+    with pytest.raises(ValueError, match="allow_partial_paths needs label levels only"):
+        load_hierarchical_dataset(path, level_kinds=["label", "text"], allow_partial_paths=True)
 
 
 def test_text_levels_exempt_from_taxonomy_but_must_be_non_empty(tmp_path: Path) -> None:
@@ -342,9 +350,8 @@ def test_collect_taxonomy() -> None:
     assert collect_taxonomy([train, test]) == expected
     assert collect_taxonomy([["Ask", "Hi there"], ["Ask", "Hello"]], level_kinds=["label", "text"]) == [["Ask"]]
     assert collect_taxonomy([["Hi there", "Ask"]], level_kinds=["text", "label"]) == []
-    with pytest.raises(HierarchicalDataError, match=r"'Tennis' at level 2 appears under two parents: 'Sports' and "):
-        collect_taxonomy([train, ["Leisure", "Tennis"]])
-    with pytest.raises(HierarchicalDataError, match="path 2 has 1 levels, expected 2"):
+    assert ["Leisure", "Tennis"] in collect_taxonomy([train, ["Leisure", "Tennis"]])  # a label is its path
+    with pytest.raises(HierarchicalDataError, match="path 2 holds 1 labels, expected 2 .*allow_partial_paths"):
         collect_taxonomy([["A", "B"], ["A"]])
 
 
@@ -433,10 +440,7 @@ def test_wos_area_names_normalised_per_code(tmp_path: Path) -> None:
     labels = {row["id"]: row["labels"] for name in splits for row in splits[name]}
     assert labels["wos-21"] == ["Medical", "Atrial Fibrillation"]
     assert labels["wos-20"] == ["Psychology", "Depression"]
-    pattern = r"Data\.txt, line 23, .*'Depression' appears under two parents: 'Psychology' \(line 22\) and 'Medical'"
-    with pytest.raises(HierarchicalDataError, match=pattern):
-        load_wos_data_txt(path, normalize_areas=False)
-    raw = load_wos_data_txt(path, normalize_areas=False, check_taxonomy=False)
+    raw = load_wos_data_txt(path, normalize_areas=False)
     assert ["Medical", "Depression"] in [row["labels"] for name in raw for row in raw[name]]
 
 
@@ -489,8 +493,7 @@ def test_dbpedia_csv(tmp_path: Path) -> None:
     bad = write_csv(tmp_path / "DBPEDIA_bad.csv", ["text", "l1", "l2", "l3"], rows)
     message = error_of(bad, load_dbpedia_csv)
     assert "DBPEDIA_bad.csv, line 6, field 'l2' (level 2): empty label" in message
-    assert "line 7, field 'l3' (level 3): taxonomy conflict: label 'Mountain' appears under two parents: " in message
-    assert "'NaturalPlace' (line 4) and 'Writer' (line 7)" in message
+    assert "line 7" not in message  # 'Mountain' under 'Writer' too: another label (a label is its path)
 
 
 def test_sample_rows_draws_a_seeded_random_subset_of_a_sorted_file() -> None:

@@ -68,7 +68,7 @@ TEXT_CONFIG = {"model_type": "llama", "num_hidden_layers": 4, "hidden_size": 32,
         ({"query_truncation_side": "middle"}, "query_truncation_side"),
         ({"prompt_template": "{instruction}"}, "prompt_template"),
         ({"taxonomy": [["A"]]}, "taxonomy"),
-        ({"taxonomy": [["A", "x"], ["B", "x"]]}, "taxonomy"),
+        ({"taxonomy": [["A", "x"], ["A", "x"]]}, "taxonomy"),  # a path listed twice
         ({"taxonomy": [["A", ""]]}, "taxonomy"),
     ],
 )
@@ -553,13 +553,13 @@ def test_greedy_score_is_the_log_probability_of_its_tokens(constrained, tokenize
     model = tiny_hdlm("qwen2", tokenizer, label_head_vocabulary="labels" if constrained else "full")
     renderer = model.get_renderer(tokenizer)
     level = model.generate_hierarchical(PROMPTS[0], tokenizer, constrained=constrained)[0].levels[0]
-    prompt, header = renderer.prompt_ids(PROMPTS[0]), renderer.header_ids(0, None)
+    prompt, header = renderer.prompt_ids(PROMPTS[0]), renderer.header_ids(0)
     hidden = model.model(input_ids=torch.tensor([prompt + header + level.token_ids]), output_hidden_states=True)
     start = len(prompt) + len(header) - 1
     norm = model.model.base_model.norm
     logits = model.level_heads["0"](norm(hidden.hidden_states[2]))[0, start : start + len(level.token_ids)]
     if constrained:
-        labels = [renderer.answer_ids(0, label) for label in renderer.candidates(0, None)]
+        labels = [renderer.answer_ids(0, label) for label in renderer.candidates(0)]
         expected = 0.0
         for step, token in enumerate(level.token_ids):
             allowed = sorted({ids[step] for ids in labels if ids[:step] == level.token_ids[:step]})
@@ -580,9 +580,9 @@ def test_greedy_label_probabilities_are_a_distribution_over_the_allowed_labels(t
     prefix = renderer.prompt_ids(PROMPTS[2])
     path: list[str] = []
     for level, layer in enumerate([1, 3, 4]):
-        prefix = prefix + renderer.header_ids(level, path[-1] if path else None)
+        prefix = prefix + renderer.header_ids(level, path)
         total = 0.0
-        for label in renderer.candidates(level, path[-1] if path else None):
+        for label in renderer.candidates(level, path):
             answer = renderer.answer_ids(level, label)
             nodes, _ = model.label_trie().walk(level, path, answer)
             hidden = model.model(input_ids=torch.tensor([prefix + answer]), output_hidden_states=True)
@@ -658,7 +658,7 @@ def test_a_text_level_decodes_as_generate_does(options, tokenizer):
         ours = model.generate_hierarchical(
             prompt, tokenizer, max_new_tokens=12, generator=torch.Generator().manual_seed(7), **options
         )[0].levels[0]
-        ids = torch.tensor([renderer.prompt_ids(prompt) + renderer.header_ids(0, None)])
+        ids = torch.tensor([renderer.prompt_ids(prompt) + renderer.header_ids(0)])
         torch.manual_seed(7)
         theirs = model.generate(
             ids, max_new_tokens=12, top_k=0, eos_token_id=tokenizer.eos_token_id, pad_token_id=0, **options

@@ -83,7 +83,7 @@ def test_every_level_token_carries_its_level_id(tokenizer):
             # A level is its answer and its end marker; the header before it carries 0.
             assert [i for i, lv in zip(ids, levels) if lv == level + 1] == renderer.answer_ids(level, answer)
         headers = [i for i, lv in zip(ids[len(prompt) :], levels[len(prompt) :]) if lv == 0]
-        assert headers == renderer.header_ids(0, None) + renderer.header_ids(1, row["labels"][0])
+        assert headers == renderer.header_ids(0) + renderer.header_ids(1, row["labels"][:1])
         assert labels == [i if lv else -100 for i, lv in zip(ids, levels)]
 
     batch = DataCollatorForHierarchicalLM(tokenizer.pad_token_id)([tokenized[0], tokenized[1]])
@@ -102,10 +102,8 @@ def test_training_rendering_equals_generation_rendering(tokenizer):
     output = model.generate_hierarchical(row["text"], tokenizer)[0]
     tokenized = tokenize_hierarchical(Dataset.from_list([{**row, "labels": output.path}]), renderer)[0]
     generated = renderer.prompt_ids(row["text"])
-    parent = None
     for level, decoded in enumerate(output.levels):
-        generated += renderer.header_ids(level, parent) + decoded.token_ids
-        parent = decoded.label
+        generated += renderer.header_ids(level, output.path[:level]) + decoded.token_ids
     assert tokenized["input_ids"] == generated
     # The query was truncated to `max_query_tokens`, identically on both sides.
     assert renderer.truncate_query(row["text"])[1]
@@ -238,7 +236,7 @@ def test_resume_true_picks_the_last_complete_checkpoint(tmp_path, caplog):
         ({"text": "x", "labels": ["Science"]}, "expected 2 levels"),
         ({"text": "x", "labels": ["Science", " "]}, "empty label"),
         ({"text": "x", "labels": ["Science", 3]}, "must be a string"),
-        ({"text": "x", "labels": ["Sports", "Physics"]}, "two parents"),
+        ({"id": "ex-0", "text": "x", "labels": ["Sports", "Physics"]}, "duplicate id"),  # a new path: not an error
     ],
 )
 def test_bad_data_stops_before_anything_is_written(bad_row, match, task, tmp_path):

@@ -110,7 +110,6 @@ def load_wos_data_txt(
     *,
     include_keywords: bool = False,
     normalize_areas: bool = True,
-    check_taxonomy: bool = True,
     encoding: str = "utf-8",
 ) -> datasets.DatasetDict:
     """Load Web of Science WOS-46985 (HDLTex ``Data.txt``, or ``Data.xlsx`` with openpyxl) with the standard split.
@@ -132,9 +131,7 @@ def load_wos_data_txt(
         for _, record, _ in rows:
             if record is not None:
                 record["area"] = canonical[record.pop("_code")]
-    validator = RowValidator(
-        source, text_field="Abstract", label_fields=["Domain", "area"], check_taxonomy=check_taxonomy
-    )
+    validator = RowValidator(source, text_field="Abstract", label_fields=["Domain", "area"])
     for number, (where, record, problem) in enumerate(rows):
         if record is not None:
             record = {"id": f"wos-{number}", "Abstract": record["Abstract"], "Domain": record["Domain"],

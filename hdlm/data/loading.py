@@ -17,10 +17,10 @@ Everything is validated before a data set is built. Problems raise :class:`Hiera
 names the file, the 1-based line (or row), the field and the problem, and says how to fix it; problems of all rows
 are collected (the first ten are shown, with a count of the rest) so a big file can be fixed in one pass.
 Checked: a missing field, an unreadable JSON line, a label list of the wrong depth (the first row fixes it
-unless ``num_levels`` or ``level_kinds`` is given), a non-string or empty label / text, a bad or duplicate ``id``,
-an empty file, an unsupported extension, and taxonomy conflicts: a label at level d > 1 (with a label parent)
-that appears under two different parents. Such a label would merge two classes in flattened per-label metrics
-and make its parent ambiguous, so it is an error unless ``check_taxonomy=False``.
+unless ``num_levels`` or ``level_kinds`` is given; with ``allow_partial_paths`` a path may stop early, and the
+longest row fixes it), a non-string or empty label / text, a bad or duplicate ``id``, an empty file and an
+unsupported extension. A label is its path, not its name: the same name under two parents ("Classical" under
+Music and under Physics) is two labels, not an error.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 import datasets
 from datasets.exceptions import DatasetGenerationError
 
-from configuration_hdlm import LEVEL_KINDS, LabelTree
+from configuration_hdlm import LEVEL_KINDS, taxonomy_path_problem
 
 from .line_readers import file_line_rows
 from .validation import (
@@ -223,7 +223,7 @@ def load_hierarchical_dataset(
     labels_field: str = "labels",
     num_levels: int | None = None,
     level_kinds: Sequence[str] | None = None,
-    check_taxonomy: bool = True,
+    allow_partial_paths: bool = False,
 ) -> datasets.Dataset:
     """Load a hierarchical data set and validate every row; return columns ``text``, ``labels`` (+ ``id``).
 
@@ -233,7 +233,8 @@ def load_hierarchical_dataset(
     a local dataset directory. ``labels_field`` names a field holding the label path as a list (in CSV/TSV, a
     JSON list such as ``["Science", "Physics"]``), or several comma-separated fields, one per level
     (``"l1,l2,l3"``). ``level_kinds`` gives each level's kind, ``"label"`` (default) or ``"text"``; text levels
-    are exempt from the taxonomy check and kept unstripped. Any other field (besides ``id``) is dropped.
+    are kept unstripped. ``allow_partial_paths`` accepts label paths that stop before the deepest level (label
+    levels only). Any other field (besides ``id``) is dropped.
     """
     kinds = check_level_args(num_levels, level_kinds)
     label_fields = _split_fields(labels_field)
@@ -244,7 +245,7 @@ def load_hierarchical_dataset(
         "label_fields": label_fields,
         "num_levels": num_levels,
         "level_kinds": kinds,
-        "check_taxonomy": check_taxonomy,
+        "allow_partial_paths": allow_partial_paths,
     }
     if path is not None:
         return _load_file(Path(path), {"source": str(path), **options})
@@ -289,13 +290,15 @@ def _label_paths(source: Any) -> Iterator[Sequence[str]]:
 def collect_taxonomy(
     datasets_or_label_paths: datasets.Dataset | datasets.DatasetDict | Iterable[Any],
     level_kinds: Sequence[str] | None = None,
+    allow_partial_paths: bool = False,
 ) -> list[list[str]]:
     """The sorted, de-duplicated label paths over the leading label levels: the taxonomy stored in a model config.
 
     Takes Datasets (their ``labels`` column), DatasetDicts, or label paths such as ``[["Science", "Physics"], ...]``.
     Paths are cut before the first ``"text"`` level of ``level_kinds`` (default: every level is a label) and their
-    labels stripped. Raises :class:`HierarchicalDataError` on paths of different depths, empty labels, or a label
-    under two parents across all the inputs (splits can each be valid yet conflict together).
+    labels stripped. Raises :class:`HierarchicalDataError` on paths of different depths (with
+    ``allow_partial_paths``, on paths longer than the depth: the longest path's, or ``level_kinds``') or on empty
+    labels. A name repeated under two parents is two labels; a path shorter than the depth is a leaf there.
     """
     kinds = check_level_args(None, level_kinds)
     prefix = None if kinds is None else (kinds.index("text") if "text" in kinds else len(kinds))
@@ -303,8 +306,8 @@ def collect_taxonomy(
     paths: set[tuple[str, ...]] = set()
     problems: list[str] = []
     total = 0
-    depth: int | None = None
-    tree = LabelTree()
+    raws = [list(raw) for raw in _label_paths(datasets_or_label_paths)]
+    depth = len(kinds) if kinds is not None else max(map(len, raws), default=0) if allow_partial_paths else None
 
     def report(what: str, fix: str) -> None:
         nonlocal total
@@ -312,29 +315,22 @@ def collect_taxonomy(
         if len(problems) < MAX_REPORTED_PROBLEMS:
             problems.append(problem_message(source, None, None, what, fix))
 
-    for number, raw in enumerate(_label_paths(datasets_or_label_paths), start=1):
-        full = list(raw)
-        if depth is None:
-            depth = len(full)
-        if (kinds is not None and len(full) not in (len(kinds), prefix)) or (kinds is None and len(full) != depth):
-            expected = f"{len(kinds)} (or the {prefix} label levels)" if kinds is not None else depth
-            report(f"path {number} has {len(full)} levels, expected {expected}: {short_repr(full)}", "use one depth")
-            continue
-        cut = full[:prefix] if prefix is not None else full
-        if not cut:
-            continue
-        if not all(isinstance(label, str) and label.strip() for label in cut):
-            report(f"path {number} has an empty or non-string label: {short_repr(cut)}", "fill in every label")
-            continue
-        path = tuple(label.strip() for label in cut)
-        if path in paths:
-            continue
-        for index, label, first, _ in tree.add(path):
+    for number, full in enumerate(raws, start=1):
+        depth = len(full) if depth is None else depth
+        if kinds is not None and not allow_partial_paths and len(full) not in (len(kinds), prefix):
             report(
-                f"label {label!r} at level {index + 1} appears under two parents: {first!r} and {path[index - 1]!r}",
-                "correct the wrong parent, or rename one of the two",
+                f"path {number} has {len(full)} levels, expected {len(kinds)} (or the {prefix} label levels): "
+                f"{short_repr(full)}",
+                "use one depth",
             )
-        paths.add(path)
+            continue
+        cut = full[:prefix] if prefix is not None and not allow_partial_paths else full
+        if not cut and prefix == 0:
+            continue
+        if problem := taxonomy_path_problem(cut, prefix or depth, allow_partial_paths):
+            report(f"path {number} {problem}: {short_repr(cut)}", "fill in every label, and use one depth")
+            continue
+        paths.add(tuple(label.strip() for label in cut))
     if total:
         raise HierarchicalDataError(source, problems, total)
     return [list(path) for path in sorted(paths)]

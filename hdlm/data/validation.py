@@ -13,7 +13,7 @@ from typing import Any
 
 import datasets
 
-from configuration_hdlm import LEVEL_KINDS, LabelTree, default_level_kinds
+from configuration_hdlm import LEVEL_KINDS, default_level_kinds
 
 MAX_REPORTED_PROBLEMS = 10
 """How many problems an error message lists in full (the rest are counted)."""
@@ -113,14 +113,19 @@ class RowValidator:
         labels_json_string: bool = False,
         num_levels: int | None = None,
         level_kinds: list[str] | None = None,
-        check_taxonomy: bool = True,
+        allow_partial_paths: bool = False,
     ) -> None:
         self.source = source
         self.text_field = text_field
         self.label_fields = label_fields
         self.multi_field = len(label_fields) > 1
         self.labels_json_string = labels_json_string
-        self.check_taxonomy = check_taxonomy
+        if allow_partial_paths and level_kinds is not None and "text" in level_kinds:
+            raise ValueError(
+                f"allow_partial_paths needs label levels only, got level_kinds={level_kinds!r}: a path that stops "
+                "early ends the whole answer"
+            )
+        self.allow_partial_paths = allow_partial_paths
         self.kinds = level_kinds
         self.depth: int | None = None
         self.depth_origin = ""
@@ -144,8 +149,6 @@ class RowValidator:
         self.labels: list[list[str]] = []
         self.id_where: dict[str, str] = {}
         self.rows_without_id: list[tuple[str, list[str]]] = []
-        self.tree = LabelTree()
-        self.reported_conflicts: set[tuple[int, str, str]] = set()
 
     # -- problems ---------------------------------------------------------------------------------------------
     def add(self, where: str | None, field: str | None, what: str, fix: str) -> None:
@@ -185,8 +188,6 @@ class RowValidator:
         self.ids.append(row_id)
         self.texts.append(text)
         self.labels.append(labels)
-        if self.check_taxonomy:
-            self._check_parents(where, labels)
 
     def _missing(self, where: str, record: dict[str, Any], names: list[str], option: str) -> None:
         present = ", ".join(repr(k) for k in record) or "none"
@@ -266,25 +267,42 @@ class RowValidator:
         if levels is None:
             return None
         field = repr(self.label_fields[0])
-        if self.depth is None:
-            if not levels:
-                self.add(where, field, "empty label list", "give the full path from the top level down")
-                return None
-            self.depth, self.depth_origin = len(levels), f"as on {where}"
-            self.kinds = default_level_kinds(self.depth)
-        if len(levels) != self.depth:
-            fixed_by_row = self.depth_origin.startswith("as on")
-            self.add(
-                where,
-                field,
-                f"expected {self.depth} levels ({self.depth_origin}), got {len(levels)}: {short_repr(levels)}",
-                "give every row the full path from the top level down"
-                + (", or pass num_levels= if that first row is the odd one" if fixed_by_row else ""),
-            )
+        if not levels:
+            self.add(where, field, "empty label list", "give the full path from the top level down")
             return None
-        assert self.kinds is not None
+        if self.allow_partial_paths:  # a path of 1 to `depth` labels; the longest row fixes the depth if none is given
+            if self.depth is not None and len(levels) > self.depth:
+                self.add(
+                    where,
+                    field,
+                    f"expected at most {self.depth} levels ({self.depth_origin}), got {len(levels)}: "
+                    f"{short_repr(levels)}",
+                    "give the path from the top level down, at most one label per level",
+                )
+                return None
+            kinds = default_level_kinds(len(levels))
+        else:
+            if self.depth is None:
+                self.depth, self.depth_origin = len(levels), f"as on {where}"
+                self.kinds = default_level_kinds(self.depth)
+            if len(levels) != self.depth:
+                fixed_by_row = self.depth_origin.startswith("as on")
+                self.add(
+                    where,
+                    field,
+                    f"expected {self.depth} levels ({self.depth_origin}), got {len(levels)}: {short_repr(levels)}",
+                    "give every row the full path from the top level down"
+                    + (", or pass num_levels= if that first row is the odd one" if fixed_by_row else "")
+                    + (", or allow_partial_paths=True if paths may stop early" if len(levels) < self.depth else ""),
+                )
+                return None
+            kinds = self.kinds
+        return self._checked_levels(where, levels, kinds)
+
+    def _checked_levels(self, where: str, levels: list[Any], kinds: list[str]) -> list[str] | None:
+        """The labels and texts of one row, stripped and checked level by level; None if one is bad."""
         out: list[str] = []
-        for level, (value, kind) in enumerate(zip(levels, self.kinds, strict=True), start=1):
+        for level, (value, kind) in enumerate(zip(levels, kinds, strict=True), start=1):
             if not isinstance(value, str):
                 if value is None:
                     fix = f"fill in the missing {kind}, or drop the row"
@@ -329,24 +347,6 @@ class RowValidator:
             return None
         self.id_where[row_id] = where
         return row_id
-
-    def _check_parents(self, where: str, labels: list[str]) -> None:
-        assert self.kinds is not None
-        path = [label if kind == "label" else None for label, kind in zip(labels, self.kinds, strict=True)]
-        for index, label, first_parent, first_where in self.tree.add(path, where):
-            parent = labels[index - 1]
-            if (index, label, parent) in self.reported_conflicts:
-                continue
-            self.reported_conflicts.add((index, label, parent))
-            self.add(
-                where,
-                self._level_field(index + 1),
-                f"taxonomy conflict: label {label!r} appears under two parents: {first_parent!r} ({first_where}) "
-                f"and {parent!r} ({where})",
-                "a label must have one parent: correct the wrong parent, or rename one of the two "
-                f"(e.g. {parent + ' / ' + label!r}); if level {index + 1} is free text, say so with level_kinds "
-                "(e.g. ['label', 'text']); pass check_taxonomy=False if two classes sharing a name is intended",
-            )
 
     # -- result -----------------------------------------------------------------------------------------------
     def finish(self) -> datasets.Dataset:

@@ -30,14 +30,15 @@ def _check_level_kinds(level_kinds: Sequence[str]) -> list[str]:
     return kinds
 
 
-def _check_truncated(truncated: Sequence[Sequence[bool]], num_paths: int, num_levels: int) -> None:
-    """`truncated` holds one list of booleans per path, one boolean per level."""
+def _check_truncated(truncated: Sequence[Sequence[bool]], path_lengths: Sequence[int]) -> None:
+    """`truncated` holds one list of booleans per path, one boolean per level of the path."""
+    num_paths = len(path_lengths)
     if isinstance(truncated, str) or not isinstance(truncated, Sequence) or len(truncated) != num_paths:
         raise ValueError(
             f"`truncated` must hold one list of booleans per prediction ({num_paths}), got "
             f"{type(truncated).__name__} of length {len(truncated) if isinstance(truncated, Sequence) else '-'}."
         )
-    for index, flags in enumerate(truncated):
+    for index, (flags, num_levels) in enumerate(zip(truncated, path_lengths)):
         if (
             isinstance(flags, str)
             or not isinstance(flags, Sequence)
@@ -45,7 +46,7 @@ def _check_truncated(truncated: Sequence[Sequence[bool]], num_paths: int, num_le
             or not all(isinstance(flag, (bool, np.bool_)) for flag in flags)
         ):
             raise ValueError(
-                f"`truncated[{index}]` must hold one boolean per level ({num_levels}, as `level_kinds`), "
+                f"`truncated[{index}]` must hold one boolean per level of its prediction ({num_levels}), "
                 f"got {flags!r}."
             )
 
@@ -64,8 +65,9 @@ def score_paths(
     `level_{d}_rouge_l`, `level_{d}_distinct_2`, `level_{d}_empty_rate` and, with `truncated`,
     `level_{d}_truncated_rate`).
 
-    Every prediction and reference must hold one entry per level, as the data loader requires of every row (and
-    `truncated`, when given, one boolean per level). References whose path the taxonomy does not hold (labels unseen
+    Every prediction and reference must hold one entry per level, as the data loader requires of every row (label
+    paths may stop early where every level is a label: `allow_partial_paths`), and `truncated`, when given, one
+    boolean per level of its prediction. References whose path the taxonomy does not hold (labels unseen
     in training) are added to it: they are scored as errors the model could not avoid, not rejected.
 
     `level_confidences` (per document, one probability per label level) and `path_confidences` (per document, the
@@ -77,14 +79,15 @@ def score_paths(
     metrics: dict[str, float] = {}
     for name, paths in (("predictions", predictions), ("references", references)):
         for index, path in enumerate(check_label_paths(paths, name, allow_empty=True)):
-            if len(path) != len(level_kinds):
+            partial = num_labels == len(level_kinds) and 1 <= len(path) < num_labels  # a label path that stops early
+            if len(path) != len(level_kinds) and not partial:
                 raise ValueError(
                     f"`{name}[{index}]` must hold one entry per level ({len(level_kinds)}, as `level_kinds` "
                     f"{level_kinds}), got {list(path)!r}. Fix: give every path all its levels, or pass the "
                     "`level_kinds` of the paths."
                 )
     if truncated is not None:
-        _check_truncated(truncated, len(predictions), len(level_kinds))
+        _check_truncated(truncated, [len(path) for path in predictions])
     if num_labels:
         label_references = [tuple(path[:num_labels]) for path in references]
         full_taxonomy = None

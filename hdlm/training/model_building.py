@@ -115,6 +115,7 @@ def load_hdlm_model(
     level_names: Sequence[str] | None,
     level_kinds: Sequence[str] | None,
     taxonomy: list[list[str]] | None,
+    allow_partial_paths: bool = False,
     train_level_heads: bool = True,
     load_kwargs: dict | None = None,
 ) -> HdLMForCausalLM:
@@ -123,9 +124,9 @@ def load_hdlm_model(
 
     `mode="sft_at_k"` is the paper's baseline: identical data and rendering, every level read by the last layer.
     `tokenizer` renders the taxonomy's labels into the token ids the label heads and the constrained loss use, and
-    decides `use_chat_template` when it is unset. Level names and kinds left None take the config's defaults. With
-    `train_level_heads=False`, copied heads are not stored at all: the levels read the final head (`shared`), which
-    is what a frozen copy would hold.
+    decides `use_chat_template` when it is unset; `allow_partial_paths` lets the taxonomy's paths stop early. Level
+    names and kinds left None take the config's defaults. With `train_level_heads=False`, copied heads are not
+    stored at all: the levels read the final head (`shared`), which is what a frozen copy would hold.
     """
     if hdlm_args.mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}, got {hdlm_args.mode!r}.")
@@ -159,6 +160,7 @@ def load_hdlm_model(
         level_names=level_names,
         level_kinds=level_kinds,
         taxonomy=taxonomy,
+        allow_partial_paths=allow_partial_paths,
         head_init=head_init,
         use_chat_template=use_chat_template,
     )

@@ -62,7 +62,8 @@ def tokenize_hierarchical(
     """
     budget = renderer.config.max_query_tokens
     label_levels = renderer.config.num_label_levels
-    known = {tuple(path[: level + 1]) for path in renderer.config.taxonomy or [] for level in range(label_levels)}
+    known = {tuple(path[: level + 1]) for path in renderer.config.taxonomy or [] for level in range(len(path))}
+    leaves = {tuple(path) for path in renderer.config.taxonomy or []}
     # Renders a query already cut to its limit as it is: each query is tokenised once to be cut, then in its prompt.
     uncut_config = copy.copy(renderer.config)
     uncut_config.max_query_tokens = None
@@ -80,10 +81,7 @@ def tokenize_hierarchical(
                 f"Example {index + 1} takes {len(input_ids)} tokens after query truncation, more than `max_length="
                 f"{max_length}`; lower `max_query_tokens` or raise `max_length`."
             )
-        unknown = next(
-            (level for level in range(label_levels) if known and tuple(example["labels"][: level + 1]) not in known),
-            None,
-        )
+        unknown = _first_unknown_level(example["labels"][:label_levels], known, leaves, label_levels)
         if unknown is not None:
             level_ids = [0 if unknown < level <= label_levels else level for level in level_ids]
         labels = [token if level else -100 for token, level in zip(input_ids, level_ids)]
@@ -107,6 +105,19 @@ def tokenize_hierarchical(
     )
     log_cuts(tokenized, budget, max_length)
     return tokenized.remove_columns(["truncated", "shortened", "unknown"])
+
+
+def _first_unknown_level(
+    path: list[str], known: set[tuple[str, ...]], leaves: set[tuple[str, ...]], depth: int
+) -> int | None:
+    """The first level (0-based) of a label path that the taxonomy lacks (`known` prefixes; a path stopping before
+    `depth` must be one of the `leaves`), or None: the whole path is the model's, or there is no taxonomy."""
+    if not known:
+        return None
+    level = next((level for level in range(len(path)) if tuple(path[: level + 1]) not in known), None)
+    if level is None and len(path) < depth and tuple(path) not in leaves:
+        return len(path) - 1  # the taxonomy goes on below it: it cannot stop there
+    return level
 
 
 def log_cuts(tokenized: datasets.Dataset, budget: int | None, max_length: int | None) -> None:
