@@ -136,6 +136,9 @@ def test_rows_that_stop_leave_the_batch_and_decoding_stays_exact(family, tokeniz
                 assert level.score == pytest.approx(level_full_depth.score, abs=1e-9)
             lengths.add(len(output.path))
     assert len(lengths) > 1  # rows stopped early while others went on
+    assert all(0 < output.probability <= 1 for output in batch[True])
+    with pytest.raises(ValueError, match="`top_k_paths` does not rank paths that stop early"):
+        model.generate_hierarchical(prompts[:1], tokenizer, top_k_paths=2)
 
 
 # -- the target: a taxonomy with repeated names and 20 % partial paths trains and decodes with 0 % invalid paths ----
