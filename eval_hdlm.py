@@ -26,17 +26,14 @@ confusion matrix PNG under `output_dir/<model>/`, then `comparison.json` and `pe
 together.
 """
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 from trl import TrlParser
 
-from generation_hdlm import HierarchicalGenerationConfig
 from hdlm.checkpoints import check_hdlm_checkpoint
 from hdlm.data import collect_taxonomy, load_hierarchical_dataset, sample_rows
 from hdlm.evaluation.baselines import LeafSVMBaseline, PerLevelSVMBaseline
@@ -50,14 +47,15 @@ from hdlm.evaluation.report import (
     write_json,
 )
 from hdlm.evaluation.runner import confidence_curves, evaluate_model, score_paths, write_calibration_plots
-from hdlm.hardware import preferred_dtype
+from hdlm.hardware import decoding_dtype
+from hdlm.inference.arguments import DecodingArguments
 
 BASELINES = {"tfidf_leaf": LeafSVMBaseline, "tfidf_per_level": PerLevelSVMBaseline}
 
 
 @dataclass
-class EvalArguments:
-    """What to evaluate, on what, and how to decode."""
+class EvalArguments(DecodingArguments):
+    """What to evaluate, on what, and how to decode (`DecodingArguments`)."""
 
     model_name_or_path: list[str] = field(
         default_factory=list, metadata={"help": "One or more HdLM checkpoints (directories or hub ids)."}
@@ -72,28 +70,6 @@ class EvalArguments:
     max_samples: int | None = field(
         default=None, metadata={"help": "Evaluate N examples drawn at random (seed: `--seed`)."}
     )
-    seed: int = field(default=0, metadata={"help": "Seed of the `max_samples` draw and of sampling."})
-    strategy: str = field(default="greedy", metadata={"help": "`greedy` (token by token) or `rank` (exact)."})
-    constrained: bool = field(default=True, metadata={"help": "Restrict label levels to the taxonomy."})
-    early_exit: bool = field(default=True, metadata={"help": "Decode each level with its first layers only."})
-    top_k: int = field(default=1, metadata={"help": "With `rank`, record the top-k labels of each level."})
-    top_k_paths: int = field(
-        default=1, metadata={"help": "Record the N most probable label paths (a beam over the taxonomy) per row."}
-    )
-    batch_size: int = field(default=16, metadata={"help": "Examples decoded together."})
-    dtype: str = field(
-        default="auto",
-        metadata={
-            "help": "Weights' dtype while decoding: `auto` is bfloat16 where the device has bf16 matrix units (a GPU "
-            "with bf16, a CPU with AVX-512 BF16 or AMX) and float32 elsewhere; or `float32`, `bfloat16`, `checkpoint` "
-            "(as saved)."
-        },
-    )
-    max_new_tokens: int = field(default=64, metadata={"help": "The most tokens a free-text level may take."})
-    do_sample: bool = field(default=False, metadata={"help": "Sample free-text levels (seeded by `--seed`)."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of free-text levels."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold of free-text levels."})
-    repetition_penalty: float = field(default=1.0, metadata={"help": "Repetition penalty of free-text levels."})
     baselines: list[str] = field(
         default_factory=list, metadata={"help": f"Baselines to train and evaluate too: {sorted(BASELINES)}."}
     )
@@ -112,17 +88,6 @@ class EvalArguments:
         },
     )
     output_dir: str = field(default="outputs/eval", metadata={"help": "Where results are written."})
-    trust_remote_code: bool = field(default=True, metadata={"help": "Load the checkpoints' own HdLM code."})
-
-    def generation_config(self, device: torch.device) -> HierarchicalGenerationConfig:
-        """
-        The decoding options: the fields these arguments share with `HierarchicalGenerationConfig`, and a sampling
-        generator on `device` seeded by `seed` when sampling.
-        """
-        options = {option.name for option in dataclasses.fields(HierarchicalGenerationConfig)}
-        shared = {name: getattr(self, name) for name in options & {option.name for option in dataclasses.fields(self)}}
-        generator = torch.Generator(device=device).manual_seed(self.seed) if self.do_sample else None
-        return HierarchicalGenerationConfig(**shared, generator=generator)
 
 
 def main(args: EvalArguments) -> None:
@@ -157,7 +122,7 @@ def main(args: EvalArguments) -> None:
     output_dir = Path(args.output_dir)
     results: dict[str, dict[str, float]] = {}
 
-    dtype = _decoding_dtype(args.dtype)
+    dtype = decoding_dtype(args.dtype)
     for model_path in args.model_name_or_path:
         name = _unique_name(Path(model_path).name or model_path, results)
         model = AutoModel.from_pretrained(model_path, trust_remote_code=args.trust_remote_code, dtype=dtype).eval()
@@ -243,17 +208,6 @@ def _level_kinds(args: EvalArguments) -> list[str] | None:
             f"The checkpoints disagree on `level_kinds`, so they cannot share a test file: {kinds_by_model}."
         )
     return list(distinct.pop()) if distinct else None
-
-
-def _decoding_dtype(name: str) -> torch.dtype | str:
-    if name == "auto":
-        return preferred_dtype()
-    if name == "checkpoint":
-        return "auto"  # transformers' word for the dtype the checkpoint was saved in
-    dtype = getattr(torch, name, None)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"`--dtype` must be `auto`, `checkpoint` or a floating dtype (`float32`), got {name!r}.")
-    return dtype
 
 
 def _unique_name(name: str, taken: dict) -> str:

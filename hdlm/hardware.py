@@ -23,3 +23,18 @@ def bf16_supported(device: str | torch.device | None = None) -> bool:
 def preferred_dtype(device: str | torch.device | None = None) -> torch.dtype:
     """bfloat16 where `device` runs it natively (`bf16_supported`), float32 elsewhere."""
     return torch.bfloat16 if bf16_supported(device) else torch.float32
+
+
+def decoding_dtype(name: str) -> torch.dtype | str:
+    """
+    The weights' dtype a script's `--dtype` names: `auto` is `preferred_dtype()`, `checkpoint` the dtype the weights
+    were saved in (transformers' `"auto"`), else a floating torch dtype such as `float32` or `bfloat16`.
+    """
+    if name == "auto":
+        return preferred_dtype()
+    if name == "checkpoint":
+        return "auto"  # transformers' word for the dtype the checkpoint was saved in
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"`--dtype` must be `auto`, `checkpoint` or a floating dtype (`float32`), got {name!r}.")
+    return dtype
