@@ -48,6 +48,14 @@ class PredictArguments(DecodingArguments):
         default=1024, metadata={"help": "Rows decoded (sorted by length into batches) and written together."}
     )
     resume: bool = field(default=False, metadata={"help": "Continue an interrupted run into the same output file."})
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "Weights' dtype while decoding: `auto` is bfloat16 where the device has bf16 matrix units (a GPU "
+            "with bf16, a CPU with AVX-512 BF16 or AMX) and float32 elsewhere; or `float32`, `bfloat16`, `checkpoint` "
+            "(as saved), or `bf16_autocast` (float32 weights, matmuls in bf16 autocast)."
+        },
+    )
 
     def __post_init__(self) -> None:
         for name in ("model_name_or_path", "input_file", "output_file"):
@@ -68,8 +76,14 @@ class PredictArguments(DecodingArguments):
                 (item.name, item.stat().st_size, item.stat().st_mtime_ns) for item in model.iterdir() if item.is_file()
             )
         record.update(input_file=str(Path(self.input_file).resolve()), input_sha256=input_digest)
-        record["weights_dtype"] = str(decoding_dtype(self.dtype))
+        record["weights_dtype"] = str(self.dtypes()[0])
         return record
+
+    def dtypes(self) -> tuple[torch.dtype | str, torch.dtype | None]:
+        """The weights' dtype, and the autocast dtype (None: no autocast)."""
+        if self.dtype == "bf16_autocast":
+            return torch.float32, torch.bfloat16
+        return decoding_dtype(self.dtype), None
 
 
 def main(args: PredictArguments) -> None:
@@ -84,8 +98,9 @@ def main(args: PredictArguments) -> None:
         store.start()
     state.wait_for_everyone()
 
+    weights_dtype, autocast_dtype = args.dtypes()
     model = AutoModel.from_pretrained(
-        args.model_name_or_path, trust_remote_code=args.trust_remote_code, dtype=decoding_dtype(args.dtype)
+        args.model_name_or_path, trust_remote_code=args.trust_remote_code, dtype=weights_dtype
     )
     model = model.to(state.device).eval()
     check_level_names(model.config.level_names)
@@ -101,6 +116,7 @@ def main(args: PredictArguments) -> None:
         seed=args.seed,
         process_index=state.process_index,
         num_processes=state.num_processes,
+        autocast_dtype=autocast_dtype,
         show_progress=state.is_main_process,
     )
     state.wait_for_everyone()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -116,17 +117,29 @@ def predict_chunks(
     left = sum(bounds[index][1] - bounds[index][0] for index in todo)
     device = model.get_input_embeddings().weight.device
     autocast = (
-        torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
+        functools.partial(torch.autocast, device.type, dtype=autocast_dtype)
+        if autocast_dtype is not None
+        else contextlib.nullcontext
     )
+    renderer = model.get_renderer(tokenizer)
     with tqdm(total=total, initial=total - left, desc="Predicting", unit="row", disable=not show_progress) as bar:
         for index in todo:
             start, end = bounds[index]
-            with torch.inference_mode(), autocast:
-                outputs = model.generate_hierarchical(
-                    list(texts[start:end]), tokenizer, generation_config=_chunk_options(options, seed, index)
-                )
+            chunk_options = _chunk_options(options, seed, index)
+            prompts = [renderer.prompt_ids(text) for text in texts[start:end]]
+            outputs: list[HierarchicalOutput | None] = [None] * len(prompts)
+            # Batches of similar lengths waste little on padding (the decoder sorts alike within each call).
+            order = sorted(range(len(prompts)), key=lambda row: len(prompts[row]))
+            for first in range(0, len(order), options.batch_size):
+                batch = order[first : first + options.batch_size]
+                with torch.inference_mode(), autocast():
+                    decoded = model.generate_hierarchical(
+                        [prompts[row] for row in batch], tokenizer, generation_config=chunk_options
+                    )
+                for row, output in zip(batch, decoded, strict=True):
+                    outputs[row] = output
+                bar.update(len(batch))
             store.write(index, [prediction_row(*item, level_names) for item in zip(ids[start:end], outputs)])
-            bar.update(end - start)
     return num_chunks
 
 
