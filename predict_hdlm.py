@@ -47,6 +47,10 @@ class PredictArguments(DecodingArguments):
     chunk_size: int = field(
         default=1024, metadata={"help": "Rows decoded (sorted by length into batches) and written together."}
     )
+    top_k_paths: int = field(
+        default=1,
+        metadata={"help": "With N > 1, the N best label paths (a beam over the taxonomy): column `top_paths`."},
+    )
     resume: bool = field(default=False, metadata={"help": "Continue an interrupted run into the same output file."})
     dtype: str = field(
         default="auto",
@@ -121,7 +125,8 @@ def main(args: PredictArguments) -> None:
     )
     state.wait_for_everyone()
     if state.is_main_process:
-        store.assemble(num_chunks, output_writer(args.output_file, model.config.level_names, ids))
+        writer = output_writer(args.output_file, model.config.level_names, ids, top_paths=args.top_k_paths > 1)
+        store.assemble(num_chunks, writer)
         print(f"{len(texts)} predictions in {args.output_file}")
 
 

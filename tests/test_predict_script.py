@@ -171,3 +171,28 @@ def test_two_processes_write_one_ordered_file(checkpoint, uninterrupted, tmp_pat
     result = run([*launcher, *script(checkpoint, input_file, output_file)])
     assert "30 predictions" in result.stdout and result.stdout.count("predictions in") == 1  # one writer
     assert output_file.read_bytes() == whole
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_top_k_paths_are_the_beams_paths(checkpoint, tokenizer, tmp_path, suffix):
+    rows = synthetic_rows(7, seed=4)
+    output_file = tmp_path / f"out{suffix}"
+    arguments = dict(model_name_or_path=checkpoint, dtype="checkpoint", chunk_size=4, batch_size=3, top_k_paths=3)
+    main(
+        PredictArguments(
+            **arguments, input_file=write_jsonl(tmp_path / "in.jsonl", rows), output_file=str(output_file)
+        )
+    )
+
+    from modeling_hdlm import HdLMForCausalLM
+
+    model = HdLMForCausalLM.from_pretrained(checkpoint).eval()
+    outputs = model.generate_hierarchical([row["text"] for row in rows], tokenizer, top_k_paths=3)
+    for prediction, output in zip(read_output(output_file), outputs, strict=True):
+        top_paths = prediction["top_paths"]
+        assert [entry["path"] for entry in top_paths] == [path for path, _ in output.top_paths]
+        assert len(top_paths) == 3 and top_paths[0]["path"] == prediction["path"]
+        probabilities = [entry["probability"] for entry in top_paths]
+        assert probabilities == pytest.approx([probability for _, probability in output.top_paths], rel=1e-9)
+        assert all(0 < p <= 1 for p in probabilities) and probabilities == sorted(probabilities, reverse=True)
+        assert probabilities[0] == pytest.approx(prediction["path_probability"], rel=1e-9)

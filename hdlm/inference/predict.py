@@ -8,7 +8,9 @@ One output row per input row, in input order:
 - `path`: the decoded labels (and texts), coarsest first;
 - `<level name>` and `<level name>_probability` for every level: its label (or text) and, for label levels decoded
   under constraints, its probability among the labels allowed under its parent (else null);
-- `path_probability`: the product of the label levels' probabilities (`HierarchicalOutput.probability`).
+- `path_probability`: the product of the label levels' probabilities (`HierarchicalOutput.probability`);
+- `top_paths` (with `top_k_paths > 1`): the most probable label paths, best first, as `{"path", "probability"}`
+  records (`HierarchicalOutput.top_paths`).
 
 Flat columns read as well in JSONL as in Parquet (one column a field, no nested records to unpack).
 """
@@ -35,7 +37,7 @@ from .chunks import ChunkStore
 __all__ = ["OUTPUT_FORMATS", "check_output_file", "file_digest", "output_writer", "predict_chunks", "prediction_row"]
 
 OUTPUT_FORMATS = (".jsonl", ".parquet")
-RESERVED_COLUMNS = ("id", "path", "path_probability")
+RESERVED_COLUMNS = ("id", "path", "path_probability", "top_paths")
 
 
 def check_output_file(path: str | Path) -> str:
@@ -76,6 +78,8 @@ def prediction_row(identifier: str | int, output: HierarchicalOutput, level_name
         row[name] = level.label if level.label is not None else level.text
         row[f"{name}_probability"] = level.probability
     row["path_probability"] = output.probability
+    if output.top_paths is not None:
+        row["top_paths"] = [{"path": path, "probability": probability} for path, probability in output.top_paths]
     return row
 
 
@@ -148,20 +152,29 @@ def _write_jsonl(file: IO[bytes], chunks: Iterable[list[dict[str, Any]]]) -> Non
         file.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8"))
 
 
-def _parquet_schema(level_names: Sequence[str], ids: Sequence[str | int]) -> Any:
+def _parquet_schema(level_names: Sequence[str], ids: Sequence[str | int], top_paths: bool) -> Any:
     import pyarrow as pa
 
     columns = [("id", pa.int64() if isinstance(ids[0], int) else pa.string()), ("path", pa.list_(pa.string()))]
     for name in level_names:
         columns += [(name, pa.string()), (f"{name}_probability", pa.float64())]
-    return pa.schema([*columns, ("path_probability", pa.float64())])
+    columns.append(("path_probability", pa.float64()))
+    if top_paths:
+        entry = pa.struct([("path", pa.list_(pa.string())), ("probability", pa.float64())])
+        columns.append(("top_paths", pa.list_(entry)))
+    return pa.schema(columns)
 
 
-def output_writer(path: str | Path, level_names: Sequence[str], ids: Sequence[str | int]) -> Any:
-    """`writer(file, chunks)`: the rows of `chunks` (lists of rows, in order) written in the format of `path`."""
+def output_writer(
+    path: str | Path, level_names: Sequence[str], ids: Sequence[str | int], top_paths: bool = False
+) -> Any:
+    """
+    `writer(file, chunks)`: the rows of `chunks` (lists of rows, in order) written in the format of `path`; with
+    `top_paths`, the rows hold the `top_paths` column.
+    """
     if check_output_file(path) == ".jsonl":
         return _write_jsonl
-    schema = _parquet_schema(level_names, ids)
+    schema = _parquet_schema(level_names, ids, top_paths)
 
     def write_parquet(file: IO[bytes], chunks: Iterable[list[Mapping[str, Any]]]) -> None:
         import pyarrow as pa
