@@ -47,10 +47,6 @@ class PredictArguments(DecodingArguments):
     chunk_size: int = field(
         default=1024, metadata={"help": "Rows decoded (sorted by length into batches) and written together."}
     )
-    top_k_paths: int = field(
-        default=1,
-        metadata={"help": "With N > 1, the N best label paths (a beam over the taxonomy): column `top_paths`."},
-    )
     resume: bool = field(default=False, metadata={"help": "Continue an interrupted run into the same output file."})
     dtype: str = field(
         default="auto",
