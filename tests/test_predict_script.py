@@ -196,3 +196,13 @@ def test_top_k_paths_are_the_beams_paths(checkpoint, tokenizer, tmp_path, suffix
         assert probabilities == pytest.approx([probability for _, probability in output.top_paths], rel=1e-9)
         assert all(0 < p <= 1 for p in probabilities) and probabilities == sorted(probabilities, reverse=True)
         assert probabilities[0] == pytest.approx(prediction["path_probability"], rel=1e-9)
+
+
+def test_a_path_that_stops_early_leaves_its_deeper_levels_null():
+    from generation_hdlm import HierarchicalLevel, HierarchicalOutput
+    from hdlm.inference.predict import prediction_row
+
+    level = HierarchicalLevel("topic", "label", "Arts", [5], -0.1, label="Arts", probability=0.9)
+    row = prediction_row("doc-1", HierarchicalOutput(levels=[level]), ["topic", "subtopic"])
+    assert row == {"id": "doc-1", "path": ["Arts"], "topic": "Arts", "topic_probability": 0.9, "subtopic": None,
+                   "subtopic_probability": None, "path_probability": 0.9}  # fmt: skip

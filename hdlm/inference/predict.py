@@ -7,7 +7,8 @@ One output row per input row, in input order:
 - `id`: the input row's id, or its 0-based index where the file has no ids;
 - `path`: the decoded labels (and texts), coarsest first;
 - `<level name>` and `<level name>_probability` for every level: its label (or text) and, for label levels decoded
-  under constraints, its probability among the labels allowed under its parent (else null);
+  under constraints, its probability among the labels allowed under its parent (else null); both null below the
+  end of a path that stops early (`allow_partial_paths`);
 - `path_probability`: the product of the label levels' probabilities (`HierarchicalOutput.probability`);
 - `top_paths` (with `top_k_paths > 1`): the most probable label paths, best first, as `{"path", "probability"}`
   records (`HierarchicalOutput.top_paths`).
@@ -76,9 +77,10 @@ def file_digest(path: str | Path) -> str:
 def prediction_row(identifier: str | int, output: HierarchicalOutput, level_names: Sequence[str]) -> dict[str, Any]:
     """One output row (see the module's docstring) of a decoded input."""
     row: dict[str, Any] = {"id": identifier, "path": output.path}
-    for name, level in zip(level_names, output.levels, strict=True):
-        row[name] = level.label if level.label is not None else level.text
-        row[f"{name}_probability"] = level.probability
+    for index, name in enumerate(level_names):  # a partial path (or an abstention) leaves its deeper levels null
+        level = output.levels[index] if index < len(output.levels) else None
+        row[name] = None if level is None else level.label if level.label is not None else level.text
+        row[f"{name}_probability"] = None if level is None else level.probability
     row["path_probability"] = output.probability
     if output.top_paths is not None:
         row["top_paths"] = [{"path": path, "probability": probability} for path, probability in output.top_paths]
