@@ -4,27 +4,30 @@ file and the fix rather than by a Hub URL or a "Transformers is out of date" mes
 import json
 from pathlib import Path
 
-REMOTE_CODE_FILES = (
-    "beam_hdlm.py",
-    "configuration_hdlm.py",
-    "decoding_hdlm.py",
-    "generation_hdlm.py",
-    "modeling_hdlm.py",
-    "rendering_hdlm.py",
-    "taxonomy_hdlm.py",
-)
+from transformers.dynamic_module_utils import get_relative_imports
+
 AUTO_CLASSES = ("AutoConfig", "AutoModel", "AutoModelForCausalLM")
 RESAVE = "save the model again with `HdLMForCausalLM.save_pretrained(folder)` (train_hdlm.py does it)"
 
 
-def remote_code_files(config: dict) -> list[str]:
+def remote_code_files(folder: str | Path, config: dict) -> list[str]:
     """
-    The code files a checkpoint's `config.json` needs beside it: the model's, and the module of each pipeline it
-    names under `custom_pipelines` (`pipeline_hdlm.py`; checkpoints saved before the pipeline existed name none).
+    The code files the checkpoint in `folder` needs beside its `config.json`: the modules its `auto_map` and
+    `custom_pipelines` name, and every sibling those import, as the checkpoint's own code imports them (what
+    `trust_remote_code=True` copies), so that a checkpoint saved by an older version asks for its own files only.
     """
-    pipelines = config.get("custom_pipelines") or {}
-    modules = [f"{info['impl'].rsplit('.', 1)[0]}.py" for info in pipelines.values() if isinstance(info, dict)]
-    return [*REMOTE_CODE_FILES, *sorted(set(modules) - set(REMOTE_CODE_FILES))]
+    folder = Path(folder)
+    references = list((config.get("auto_map") or {}).values())
+    references += [info.get("impl", "") for info in (config.get("custom_pipelines") or {}).values()]
+    pending = sorted({f"{ref.split('--')[-1].rsplit('.', 1)[0]}.py" for ref in references if isinstance(ref, str)})
+    needed: set[str] = set()
+    while pending:
+        name = pending.pop()
+        needed.add(name)
+        if (folder / name).is_file():
+            imported = {f"{module}.py" for module in get_relative_imports(str(folder / name))}
+            pending.extend(sorted(imported - needed - set(pending)))
+    return sorted(needed)
 
 
 def check_hdlm_checkpoint(path: str | Path) -> None:
@@ -55,7 +58,7 @@ def check_hdlm_checkpoint(path: str | Path) -> None:
             f"{config_file} has no `auto_map` entry for {', '.join(absent)}, so `trust_remote_code=True` cannot find "
             f"the HdLM classes beside it: {RESAVE}, which writes it."
         )
-    for name in remote_code_files(config):
+    for name in remote_code_files(folder, config):
         if not (folder / name).is_file():
             raise ValueError(
                 f"{folder / name} is missing: the HdLM code that `trust_remote_code=True` loads lies beside "

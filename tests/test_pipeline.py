@@ -171,8 +171,14 @@ def test_checkpoint_check_names_a_missing_pipeline_file(checkpoint, tmp_path):
     with pytest.raises(ValueError, match="pipeline_hdlm.py is missing"):
         check_hdlm_checkpoint(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    del config["custom_pipelines"]  # a checkpoint saved before the pipeline existed needs no pipeline file
+    del config["custom_pipelines"]
     (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="pipeline_hdlm.py is missing"):  # modeling_hdlm.py imports it
+        check_hdlm_checkpoint(tmp_path)
+    # A checkpoint saved before the pipeline existed: its code imports no pipeline file, and needs none
+    modeling = (tmp_path / "modeling_hdlm.py").read_text()
+    lines = [line for line in modeling.splitlines() if "pipeline_hdlm import" not in line]
+    (tmp_path / "modeling_hdlm.py").write_text("\n".join(lines))
     check_hdlm_checkpoint(tmp_path)
 
 

@@ -155,6 +155,8 @@ BREAKAGES = {
     "no modeling code": (lambda d: (d / "modeling_hdlm.py").unlink(), r"modeling_hdlm\.py is missing"),
     "no configuration code": (lambda d: (d / "configuration_hdlm.py").unlink(), r"configuration_hdlm\.py is missing"),
     "no pipeline code": (lambda d: (d / "pipeline_hdlm.py").unlink(), r"pipeline_hdlm\.py is missing"),
+    # imported by decoding_hdlm.py (a checkpoint saved before the beam existed imports it nowhere, and needs it not)
+    "no beam code": (lambda d: (d / "beam_hdlm.py").unlink(), r"beam_hdlm\.py is missing"),
     "pickle weights only": (lambda d: (d / "model.safetensors").unlink(), r"no \*\.safetensors weights"),
     "no tokenizer": (_drop_tokenizer, r"no tokenizer files"),
     "no card": (lambda d: (d / "README.md").unlink(), r"README\.md is missing"),

@@ -83,8 +83,9 @@ def test_invalid_inputs(predictions, references, truncated, message):
     [
         # `level_kinds` shorter than the paths: level 2 would not be scored, in silence.
         ([["A", "a1"]], [["A", "a1"]], ["label"], None, r"`predictions\[0\]` must hold one entry per level \(1"),
-        ([["A"]], [["A", "a1"]], ["label", "label"], None, r"`predictions\[0\]` must hold one entry per level \(2"),
-        ([["A", "a1"]], [["A"]], ["label", "label"], None, r"`references\[0\]` must hold one entry per level \(2"),
+        # A path may stop early only where every level is a label (`allow_partial_paths`), not before a text level.
+        ([["A"]], [["A", "hi"]], ["label", "text"], None, r"`predictions\[0\]` must hold one entry per level \(2"),
+        ([["A", "hi"]], [["A"]], ["label", "text"], None, r"`references\[0\]` must hold one entry per level \(2"),
         (
             [["A", "hi"]],
             [["A", "hi"]],
@@ -107,3 +108,12 @@ def test_score_paths_truncated_per_level():
     metrics = score_paths([["A", "hi"], ["B", "x"]], [["A", "hi"], ["A", "y"]], ["label", "text"],
                           truncated=[[False, False], [False, True]])  # fmt: skip
     assert metrics["level_2_truncated_rate"] == 0.5 and metrics["level_1_accuracy"] == 0.5
+
+
+def test_score_paths_takes_label_paths_that_stop_early():
+    """Where every level is a label, a path may stop early (`allow_partial_paths`): the levels it lacks hold no
+    label, and a reference that stops leaves the deeper level's accuracy out for its row."""
+    metrics = score_paths([["A"], ["A", "a1"]], [["A", "a1"], ["A"]], ["label", "label"])
+    assert metrics["level_1_accuracy"] == 1.0
+    assert metrics["level_2_accuracy"] == 0.0  # judged on the first row only, whose prediction stopped
+    assert metrics["path_accuracy"] == 0.0

@@ -106,7 +106,7 @@ def repo_files(output_dir: str | Path) -> list[str]:
             f"{config_path} has no `auto_map` entry for {', '.join(absent)}: the repository would not load with "
             f"`trust_remote_code=True`; {resave}"
         )
-    for name in remote_code_files(config):
+    for name in remote_code_files(output_dir, config):
         if not (output_dir / name).is_file():
             raise _missing(output_dir / name, f"the remote code is copied beside config.json when you {resave}")
 
