@@ -141,7 +141,7 @@ class TaxonomyBeam:
             top_paths = [(h.path, math.exp(h.log_probability)) for h in ranked]
             outputs.append(HierarchicalOutput(levels=list(ranked[0].levels), top_paths=top_paths))
         if decoder.config.num_label_levels < decoder.config.num_levels:
-            self._keep(best)
+            decoder.keep_rows(best)
             decoder.history = [hypotheses[index].history + pending[index] for index in best]
             levels = range(decoder.config.num_label_levels, decoder.config.num_levels)
             decoder.decode_levels(levels, outputs, [pending[index] for index in best])
@@ -178,16 +178,8 @@ class TaxonomyBeam:
                 name, "label", label, list(ids), scores[index], label=label, probability=probability
             )
             extended.append(_Hypothesis(parent.source, parent.levels + [item], total, list(parent.history)))
-        self._keep([candidates[index][0] for _, index in kept])
+        decoder.keep_rows([candidates[index][0] for _, index in kept])
         return extended
-
-    def _keep(self, rows: list[int]) -> None:
-        """Make the decoder's cache, attention mask and positions hold `rows` of themselves, in that order."""
-        decoder = self.decoder
-        index = torch.tensor(rows, device=decoder.device)
-        decoder.cache = select_rows(decoder.cache, index)
-        decoder.attention_mask = decoder.attention_mask[index]
-        decoder.positions = decoder.positions[index]
 
 
 __all__ = ["TaxonomyBeam", "candidate_scores", "select_rows"]

@@ -202,13 +202,17 @@ class HierarchicalDecoder:
             if not going_on:
                 break
             if len(going_on) < len(live):  # the others leave the cache and the per-row state
-                rows = torch.tensor(going_on, dtype=torch.long, device=self.device)
-                self.cache = select_rows(self.cache, rows)
-                self.attention_mask, self.positions = self.attention_mask[rows], self.positions[rows]
+                self.keep_rows(going_on)
                 self.history = [self.history[index] for index in going_on]
                 live, pending = [live[index] for index in going_on], [pending[index] for index in going_on]
 
     # -- the shared cache ---------------------------------------------------------------------------------------
+
+    def keep_rows(self, rows: list[int]) -> None:
+        """Make the cache, attention mask and positions hold `rows` of themselves, in that order (rows may repeat)."""
+        index = torch.tensor(rows, dtype=torch.long, device=self.device)
+        self.cache = select_rows(self.cache, index)
+        self.attention_mask, self.positions = self.attention_mask[index], self.positions[index]
 
     def _append(self, tokens: list[list[int]], stop: int, layer: int) -> torch.Tensor:
         """
