@@ -1,10 +1,12 @@
 """Shared fixtures: a real byte-level BPE tokenizer trained here, and tiny random base models built from configs."""
 
+import contextlib
 import json
 import logging
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -164,16 +167,34 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converted]:
 
 
 def run_offline(command: list[str], *, cwd=REPO_ROOT, env: dict | None = None, timeout: int = 600):
-    """Run `command` in a new process with the Hub offline; stdout and stderr captured, never raising."""
-    return subprocess.run(
+    """
+    Run `command` with the Hub offline; stdout and stderr captured, never raising on its exit status. Past `timeout`,
+    the process and all of its descendants (a launcher's ranks, which torch.distributed.run starts in sessions of
+    their own) print their Python stacks (SIGABRT, faulthandler on) and are killed, and the test fails with those
+    stacks: a hang says where it hangs, and no rank is left running into the next test.
+    """
+    process = subprocess.Popen(
         command,
         cwd=cwd,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-        capture_output=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONFAULTHANDLER": "1", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        check=False,
     )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        tree = [*psutil.Process(process.pid).children(recursive=True), psutil.Process(process.pid)]
+        for member in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.send_signal(signal.SIGABRT)
+        psutil.wait_procs(tree, timeout=30)
+        for member in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.kill()
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{command[:4]}... ran past {timeout} s; the stacks of its processes:\n{stderr[-12000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 # -- synthetic tasks and training arguments shared by the test modules --------------------------------------------

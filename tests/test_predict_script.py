@@ -13,7 +13,7 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO_ROOT, synthetic_rows, tiny_hdlm, write_jsonl
+from conftest import REPO_ROOT, run_offline, synthetic_rows, tiny_hdlm, write_jsonl
 
 from hdlm.data import HierarchicalDataError
 from hdlm.inference.predict import check_level_names
@@ -122,11 +122,8 @@ def script(checkpoint, input_file, output_file, *extra) -> list[str]:
             *extra]  # fmt: skip
 
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}  # one thread: the same sums in every process
-
-
 def run(command: list[str], check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT, env=ENV)
+    result = run_offline(command, env={"OMP_NUM_THREADS": "1"})  # one thread: the same sums in every process
     if not check:
         return result
     assert result.returncode == 0, result.stderr[-3000:]
@@ -147,7 +144,8 @@ def test_sigkill_half_way_then_resume_is_identical_to_an_uninterrupted_run(check
     output_file = tmp_path / "killed.jsonl"
     partial = tmp_path / "killed.jsonl.partial"
     command = [sys.executable, *script(checkpoint, input_file, output_file)]
-    process = subprocess.Popen(command, stderr=subprocess.DEVNULL, cwd=REPO_ROOT, env=ENV)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL, cwd=REPO_ROOT, env=env)
     deadline = time.monotonic() + 300
     while len(list(partial.glob("chunk-*.jsonl"))) < 5 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
