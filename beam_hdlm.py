@@ -123,9 +123,8 @@ class TaxonomyBeam:
 
     def decode(self, prompts: list[list[int]]) -> list[HierarchicalOutput]:
         decoder = self.decoder
-        decoder.start(prompts)
+        pending = decoder.start(prompts)
         hypotheses = [_Hypothesis(index, history=list(prompt)) for index, prompt in enumerate(prompts)]
-        pending = [list(prompt) for prompt in prompts]
         for level in range(decoder.config.num_label_levels):
             headers = [decoder.renderer.header_ids(level, h.path) for h in hypotheses]
             segments = [row + header for row, header in zip(pending, headers)]

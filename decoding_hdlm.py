@@ -8,6 +8,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -95,6 +96,16 @@ def cache_view(cache: Cache, run: range) -> Cache:
 # -- the decoder ------------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SharedPrefix:
+    """The tokens every prompt of a `generate` call starts with, and the cache, mask and positions after them."""
+
+    tokens: list[int]
+    cache: Cache
+    attention_mask: torch.Tensor
+    positions: torch.Tensor
+
+
 class HierarchicalDecoder:
     """
     Decodes batches of prompts level by level on one shared key/value cache.
@@ -125,6 +136,7 @@ class HierarchicalDecoder:
         self.device = model.get_input_embeddings().weight.device
         self.rank_chunk = 16
         self.temperatures = list(self.config.level_temperatures or [1.0] * self.config.num_label_levels)
+        self.prefix: SharedPrefix | None = None
 
     def generate(
         self, inputs: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]
@@ -145,6 +157,7 @@ class HierarchicalDecoder:
                     "(`max_position_embeddings`): set `model.config.max_query_tokens` so that queries are cut "
                     "(train_hdlm.py sets it from `--max_length`), or shorten the input."
                 )
+        self.prefix = self._run_shared_prefix(prompts)
         # Batches of similar lengths waste little on padding; results come back in input order.
         order = sorted(range(len(prompts)), key=lambda index: len(prompts[index]))
         results: list[HierarchicalOutput | None] = [None] * len(prompts)
@@ -160,17 +173,44 @@ class HierarchicalDecoder:
                 bar.update(len(indices))
         return results
 
-    def start(self, prompts: list[list[int]]) -> None:
-        """Start a batch: an empty cache, attention mask and positions, and each row's tokens so far (its prompt)."""
-        self.cache = DynamicCache(config=self.config.text_config)
-        self.attention_mask = torch.zeros(len(prompts), 0, dtype=torch.long, device=self.device)
-        self.positions = torch.zeros(len(prompts), 0, dtype=torch.long, device=self.device)
+    def start(self, prompts: list[list[int]]) -> list[list[int]]:
+        """
+        Start a batch: the cache, attention mask and positions of the prompts' shared prefix (or empty ones), and
+        each row's tokens so far (its prompt). Returns each prompt's tokens that the cache does not hold yet.
+        """
         self.history = [list(prompt) for prompt in prompts]
+        prefix = self.prefix
+        if prefix is None or any(prompt[: len(prefix.tokens)] != prefix.tokens for prompt in prompts):
+            self.cache = DynamicCache(config=self.config.text_config)
+            self.attention_mask = torch.zeros(len(prompts), 0, dtype=torch.long, device=self.device)
+            self.positions = torch.zeros(len(prompts), 0, dtype=torch.long, device=self.device)
+            return [list(prompt) for prompt in prompts]
+        self.cache, self.attention_mask, self.positions = prefix.cache, prefix.attention_mask, prefix.positions
+        self.keep_rows([0] * len(prompts))  # new tensors: the prefix's own stay as they are
+        return [list(prompt[len(prefix.tokens) :]) for prompt in prompts]
+
+    def _run_shared_prefix(self, prompts: list[list[int]]) -> "SharedPrefix | None":
+        """
+        Run the tokens that every prompt starts with (the instruction and the template's opening) through all layers
+        once, for every batch to start from; None for a single prompt, or where the prompts share no token (at least
+        one token of each prompt is left to the batch).
+        """
+        if len(prompts) < 2:
+            return None
+        first, length = prompts[0], min(len(prompt) for prompt in prompts) - 1
+        for prompt in prompts[1:]:
+            length = next((index for index in range(length) if prompt[index] != first[index]), length)
+        if length < 1:
+            return None
+        self.prefix = None
+        self.start([first[:length]])
+        self._append([first[:length]], self.num_layers, None)
+        return SharedPrefix(first[:length], self.cache, self.attention_mask, self.positions)
 
     def decode(self, prompts: list[list[int]]) -> list[HierarchicalOutput]:
-        self.start(prompts)
+        pending = self.start(prompts)
         outputs = [HierarchicalOutput() for _ in prompts]
-        self.decode_levels(range(self.config.num_levels), outputs, prompts)
+        self.decode_levels(range(self.config.num_levels), outputs, pending)
         return outputs
 
     def decode_levels(self, levels: range, outputs: list[HierarchicalOutput], pending: list[list[int]]) -> None:

@@ -27,11 +27,12 @@ together.
 """
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
 from trl import TrlParser
 
 from hdlm.checkpoints import check_hdlm_checkpoint
@@ -42,11 +43,17 @@ from hdlm.evaluation.report import (
     format_table,
     plot_per_level_scores,
     summary_keys,
-    write_atomic,
     write_evaluation,
     write_json,
 )
-from hdlm.evaluation.runner import confidence_curves, evaluate_model, score_paths, write_calibration_plots
+from hdlm.evaluation.runner import (
+    confidence_curves,
+    confidences,
+    evaluate_model,
+    score_paths,
+    write_calibration_plots,
+)
+from hdlm.files import write_text_atomically
 from hdlm.hardware import decoding_dtype
 from hdlm.inference.arguments import DecodingArguments
 
@@ -99,17 +106,14 @@ def main(args: EvalArguments) -> None:
     if args.baselines and args.train_file is None:
         raise ValueError("The baselines are trained first: pass `--train_file`.")
 
-    level_kinds = _level_kinds(args)
+    configs = _checkpoint_configs(args)
+    level_kinds = _level_kinds(configs, args.level_kinds)
     num_label_levels = None if level_kinds is None else level_kinds.count("label")
     if args.baselines and num_label_levels == 0:
         raise ValueError(f"The `--baselines` classify label levels; `level_kinds` {level_kinds} has none.")
 
-    partial = any(
-        getattr(
-            AutoConfig.from_pretrained(path, trust_remote_code=args.trust_remote_code), "allow_partial_paths", False
-        )
-        for path in args.model_name_or_path
-    )  # a checkpoint trained on paths that stop early is scored on such paths
+    # a checkpoint trained on paths that stop early is scored on such paths
+    partial = any(getattr(config, "allow_partial_paths", False) for config in configs.values())
     load = dict(
         text_field=args.text_field,
         labels_field=args.labels_field,
@@ -127,11 +131,12 @@ def main(args: EvalArguments) -> None:
         name = _unique_name(Path(model_path).name or model_path, results)
         model = AutoModel.from_pretrained(model_path, trust_remote_code=args.trust_remote_code, dtype=dtype).eval()
         tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=args.trust_remote_code)
-        options = args.generation_config(model.device)
-        records, metrics = evaluate_model(model, tokenizer, texts, references, options)
-        curves = confidence_curves(records, model.config.num_label_levels)
         if args.calibration_file:
-            records, metrics, curves = _calibrated(args, model, tokenizer, texts, references, metrics, curves)
+            records, metrics, curves = _evaluate_calibrated(args, model, tokenizer, texts, references)
+        else:
+            options = args.generation_config(model.device)
+            records, metrics = evaluate_model(model, tokenizer, texts, references, options)
+            curves = confidence_curves(records, model.config.num_label_levels)
         write_evaluation(output_dir / name, name, records, metrics)
         write_calibration_plots(output_dir / name, curves)
         results[name] = metrics
@@ -161,47 +166,66 @@ def main(args: EvalArguments) -> None:
     print(f"Predictions, metrics and plots in {output_dir}/")
 
 
-def _calibrated(args: EvalArguments, model, tokenizer, texts, references, metrics, curves) -> tuple[list, dict, dict]:
+def _evaluate_calibrated(args: EvalArguments, model, tokenizer, texts, references) -> tuple[list, dict, dict]:
     """
-    Fit the label levels' temperatures on `--calibration_file`, decode the test rows again with them, and return the
-    new records, the new metrics with the calibration scores before (`uncalibrated_*`) and the temperatures
+    Fit the label levels' temperatures on `--calibration_file`, decode the test rows with them, and return the
+    records, the metrics with the calibration scores before (`uncalibrated_*`) and the temperatures
     (`level_{d}_temperature`), and the before/after curves; with `--save_calibration`, store them in the checkpoint.
+
+    Greedy decoding takes the same labels at any temperature, and a label's uncalibrated probability is `exp` of its
+    score: one decode gives both. `rank` and the beam (`--top_k_paths`) decode the rows before fitting too.
     """
+    depth, kinds = model.config.num_label_levels, model.config.level_kinds
+    model.config.level_temperatures = None  # "uncalibrated" is at temperature 1, whatever the checkpoint holds
+    one_decode = args.strategy == "greedy" and args.top_k_paths == 1
+    if not one_decode:
+        uncalibrated, _ = evaluate_model(model, tokenizer, texts, references, args.generation_config(model.device))
     held_out = load_hierarchical_dataset(
-        args.calibration_file,
-        text_field=args.text_field,
-        labels_field=args.labels_field,
-        level_kinds=model.config.level_kinds,
+        args.calibration_file, text_field=args.text_field, labels_field=args.labels_field, level_kinds=kinds
     )
     fit = fit_level_temperatures(
         model, tokenizer, held_out["text"], held_out["labels"], batch_size=args.batch_size, show_progress=True
     )
     records, calibrated = evaluate_model(model, tokenizer, texts, references, args.generation_config(model.device))
-    before = {f"uncalibrated_{key}": value for key, value in metrics.items() if key.endswith(("_ece", "_brier"))}
+    if one_decode:
+        uncalibrated = [
+            {**record, "probabilities": [math.exp(s) for s, kind in zip(record["scores"], kinds) if kind == "label"]}
+            if "probabilities" in record
+            else record
+            for record in records
+        ]
+    scores = score_paths(
+        [record["prediction"] for record in uncalibrated], references, kinds, **confidences(uncalibrated)
+    )
+    before = {f"uncalibrated_{key}": value for key, value in scores.items() if key.endswith(("_ece", "_brier"))}
     temperatures = {f"level_{level + 1}_temperature": t for level, t in enumerate(fit["temperatures"])}
-    depth = model.config.num_label_levels
     curves = {
-        **{f"{name}, uncalibrated": curve for name, curve in curves.items()},
+        **confidence_curves(uncalibrated, depth, suffix=", uncalibrated"),
         **confidence_curves(records, depth, suffix=", calibrated"),
     }
     checkpoint = Path(model.name_or_path) / "config.json"
     if args.save_calibration and checkpoint.is_file():
         config = json.loads(checkpoint.read_text())
         config["level_temperatures"] = fit["temperatures"]
-        write_atomic(checkpoint, json.dumps(config, indent=2, sort_keys=True) + "\n")
+        write_text_atomically(checkpoint, json.dumps(config, indent=2, sort_keys=True) + "\n")
     return records, {**calibrated, **before, **temperatures}, curves
 
 
-def _level_kinds(args: EvalArguments) -> list[str] | None:
-    """The level kinds shared by every checkpoint (and `--level_kinds` when given); None means all labels."""
+def _checkpoint_configs(args: EvalArguments) -> dict[str, PretrainedConfig]:
+    """Each checkpoint's config, after checking that it is a whole HdLM checkpoint."""
     for path in args.model_name_or_path:
         check_hdlm_checkpoint(path)
-    kinds_by_model = {
-        path: AutoConfig.from_pretrained(path, trust_remote_code=args.trust_remote_code).level_kinds
+    return {
+        path: AutoConfig.from_pretrained(path, trust_remote_code=args.trust_remote_code)
         for path in args.model_name_or_path
     }
-    if args.level_kinds is not None:
-        kinds_by_model["--level_kinds"] = list(args.level_kinds)
+
+
+def _level_kinds(configs: dict[str, PretrainedConfig], level_kinds: list[str] | None) -> list[str] | None:
+    """The level kinds shared by every checkpoint (and `--level_kinds` when given); None means all labels."""
+    kinds_by_model = {path: config.level_kinds for path, config in configs.items()}
+    if level_kinds is not None:
+        kinds_by_model["--level_kinds"] = list(level_kinds)
     distinct = {tuple(kinds) for kinds in kinds_by_model.values()}
     if len(distinct) > 1:
         raise ValueError(

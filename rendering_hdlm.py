@@ -48,7 +48,10 @@ class HdLMRenderer:
             )
         self.children = _taxonomy_children(config.taxonomy)
         special = [token for token in tokenizer.added_tokens_decoder.values() if token.special]
-        self.special_texts = [token.content for token in special if token.content]
+        self.special_texts: dict[str, list[str]] = {}  # by first character: most texts hold none of those
+        for token in special:
+            if token.content:
+                self.special_texts.setdefault(token.content[0], []).append(token.content)
         self.special_ids = {index for index, token in tokenizer.added_tokens_decoder.items() if token.special}
 
     def _encode(self, text: str, split_special_tokens: bool = True) -> list[int]:
@@ -77,7 +80,9 @@ class HdLMRenderer:
 
     def prompt_ids(self, text: str, query_limit: int | None = None) -> list[int]:
         text, _ = self.truncate_query(text, query_limit)
-        plain = not any(special in text for special in self.special_texts)
+        plain = not any(
+            special in text for first, specials in self.special_texts.items() if first in text for special in specials
+        )
         if self.config.use_chat_template:
             message = {"role": "user", "content": f"{self.config.instruction}\n\n{text}"}
             if plain:

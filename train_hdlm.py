@@ -46,8 +46,9 @@ from hdlm.default_base import (
     resolve_model_name_or_path,
 )
 from hdlm.evaluation.calibration_fit import fit_level_temperatures
-from hdlm.evaluation.report import format_table, plot_loss_curves, summary_keys, write_atomic, write_evaluation
+from hdlm.evaluation.report import format_table, plot_loss_curves, summary_keys, write_evaluation
 from hdlm.evaluation.runner import confidence_curves, evaluate_model, write_calibration_plots
+from hdlm.files import write_text_atomically
 from hdlm.publishing import build_model_card, publish, require_hub_access
 from hdlm.training import HdLMArguments, HdLMSFTConfig, HdLMSFTTrainer, load_hdlm_model, resolve_resume_checkpoint
 from hdlm.training.model_building import check_level_arguments
@@ -218,7 +219,7 @@ def calibrate(model: PreTrainedModel, tokenizer, eval_dataset: datasets.Dataset,
         batch_size=training_args.per_device_eval_batch_size,
         show_progress=True,
     )
-    write_atomic(Path(training_args.output_dir) / "config.json", model.config.to_json_string())
+    write_text_atomically(Path(training_args.output_dir) / "config.json", model.config.to_json_string())
     logger.info(
         f"Level temperatures {[round(t, 3) for t in fit['temperatures']]} fitted on the eval split: gold-label NLL "
         f"{[round(x, 4) for x in fit['nll_before']]} -> {[round(x, 4) for x in fit['nll_after']]}"

@@ -225,13 +225,16 @@ def test_test_labels_outside_the_taxonomy_are_counted(checkpoints, tmp_path, cap
     )
 
 
-def test_eval_fits_temperatures_on_held_out_rows_and_reports_calibration_before_and_after(checkpoints, tmp_path):
+@pytest.mark.parametrize("strategy", ["greedy", "rank"])  # greedy decodes the test rows once, rank before and after
+def test_eval_fits_temperatures_on_held_out_rows_and_reports_calibration_before_and_after(
+    checkpoints, tmp_path, strategy
+):
     root, paths = checkpoints
     checkpoint = tmp_path / "hdlm"
     shutil.copytree(paths[0], checkpoint)
     test_file = write_jsonl(tmp_path / "test.jsonl", synthetic_rows(10, seed=1))
     dev_file = write_jsonl(tmp_path / "dev.jsonl", synthetic_rows(12, seed=2))
-    arguments = dict(model_name_or_path=[str(checkpoint)], test_file=test_file, batch_size=4)
+    arguments = dict(model_name_or_path=[str(checkpoint)], test_file=test_file, batch_size=4, strategy=strategy)
     main(EvalArguments(**arguments, output_dir=str(tmp_path / "plain")))
     main(
         EvalArguments(

@@ -25,7 +25,8 @@ from conftest import (
 from datasets import Dataset
 from torch.nn import functional as F
 
-from generation_hdlm import HierarchicalGenerationConfig
+from decoding_hdlm import HierarchicalDecoder
+from generation_hdlm import HierarchicalGenerationConfig, prompt_ids
 from hdlm.training import tokenize_hierarchical
 from taxonomy_hdlm import TaxonomyTrie
 
@@ -504,6 +505,26 @@ def test_early_exit_is_exact_and_paths_are_valid(family, depth, strategy, tokeni
         if family != "gemma3_text":
             for level, level_single in zip(output.levels, single.levels):
                 assert level.score == pytest.approx(level_single.score, abs=1e-9)
+
+
+def test_a_call_runs_its_prompts_shared_prefix_once(tokenizer):
+    """The tokens every prompt of a call starts with (the instruction) go through the model once; each batch starts
+    from their cache (that this decodes as each prompt alone does: the test above)."""
+    model = tiny_hdlm("llama", tokenizer, taxonomy=TAXONOMY_2)
+    renderer = model.get_renderer(tokenizer)
+    decoder = HierarchicalDecoder(model, renderer, HierarchicalGenerationConfig())
+    prompts = prompt_ids(PROMPTS, renderer)
+    prefix = decoder._run_shared_prefix(prompts)
+    shared = os.path.commonprefix(prompts)
+    assert len(shared) > 5 and prefix.tokens == shared[: min(map(len, prompts)) - 1]
+    assert prefix.cache.get_seq_length() == len(prefix.tokens) and prefix.attention_mask.shape == (1, len(shared))
+    assert decoder._run_shared_prefix(prompts[:1]) is None  # one prompt: nothing to share
+    assert decoder._run_shared_prefix([[5, 6], [7, 6]]) is None  # no common first token
+    decoder.prefix = prefix
+    pending = decoder.start(prompts[:2])
+    assert pending == [prompt[len(shared) :] for prompt in prompts[:2]]
+    assert decoder.cache.get_seq_length() == len(shared) and decoder.attention_mask.shape == (2, len(shared))
+    assert prefix.cache.layers[0].keys.shape[0] == 1  # the batch has copies; the prefix's own cache is unchanged
 
 
 @pytest.mark.parametrize("family", ["llama", "gemma3_text", "gpt2_untied"])

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .calibration_metrics import calibration_curves, calibration_scores, reliability_bins  # noqa: E402
-from .report import _save_figure  # noqa: E402
+from .report import save_figure  # noqa: E402
 
 __all__ = [
     "calibration_curves",
@@ -72,7 +72,7 @@ def plot_reliability_diagram(curves: Curves, path: str | Path, num_bins: int = 1
     axis.set_title("Reliability diagram")
     axis.legend(fontsize="small", loc="upper left")
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
 def plot_coverage_accuracy(curves: Curves, path: str | Path) -> None:
@@ -90,7 +90,7 @@ def plot_coverage_accuracy(curves: Curves, path: str | Path) -> None:
     axis.set_title("Coverage vs accuracy")
     axis.legend(fontsize="small")
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
 def _check_curves(curves: Curves) -> None:

@@ -1,8 +1,6 @@
 """Writing evaluation results: JSON and JSONL files written atomically, a side-by-side table, and plots."""
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -11,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+
+from hdlm.files import write_atomically, write_text_atomically  # noqa: E402
 
 PER_LEVEL_SCORES = ("accuracy", "micro_f1", "macro_f1")
 """Scores of a label level (`level_{d}_<score>`), in the order they are shown."""
@@ -36,21 +36,12 @@ SUMMARY_KEYS = (
 )
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory, so a crash leaves no half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as file:
-        file.write(text)
-    os.replace(file.name, path)
-
-
 def write_json(path: str | Path, data: object) -> None:
-    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomically(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_jsonl(path: str | Path, records: Iterable[Mapping]) -> None:
-    write_atomic(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+    write_text_atomically(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
 
 
 def format_table(metrics_by_model: Mapping[str, Mapping[str, float]], keys: Sequence[str] | None = None) -> str:
@@ -111,7 +102,7 @@ def plot_per_level_scores(metrics_by_model: Mapping[str, Mapping[str, float]], p
     axis.set_title("Per-level scores")
     axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
 def plot_confusion(predictions: Sequence[str], references: Sequence[str], path: str | Path, title: str) -> None:
@@ -124,7 +115,7 @@ def plot_confusion(predictions: Sequence[str], references: Sequence[str], path: 
     )
     axis.set_title(title)
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
 def plot_loss_curves(log_history: Sequence[Mapping[str, float]], path: str | Path) -> None:
@@ -140,16 +131,13 @@ def plot_loss_curves(log_history: Sequence[Mapping[str, float]], path: str | Pat
     axis.set_title("Training losses per level")
     axis.legend(fontsize="small")
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
-def _save_figure(figure: plt.Figure, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp.png")
-    figure.savefig(temporary, dpi=120)
+def save_figure(figure: plt.Figure, path: str | Path) -> None:
+    """`figure` as a PNG into `path`, atomically; the figure is closed."""
+    write_atomically(path, lambda file: figure.savefig(file, format="png", dpi=120))
     plt.close(figure)
-    os.replace(temporary, path)
 
 
 def write_evaluation(directory: str | Path, name: str, records: list[dict], metrics: Mapping[str, float]) -> None:

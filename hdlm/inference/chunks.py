@@ -12,11 +12,12 @@ kill after it an output that a resume assembles again, identical.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from hdlm.files import TEMPORARY_SUFFIX, write_atomically, write_text_atomically
 
 __all__ = ["ChunkStore", "RunMismatchError"]
 
@@ -25,16 +26,6 @@ RUN_FILE = "run.json"
 
 class RunMismatchError(ValueError):
     """`--resume` was given other arguments than the interrupted run."""
-
-
-def write_atomically(path: Path, write: Any) -> None:
-    """Call `write(file)` on a temporary file beside `path`, flush it to disk, then rename it onto `path`."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as file:
-        write(file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
 
 
 class ChunkStore:
@@ -74,11 +65,11 @@ class ChunkStore:
     def start(self) -> None:
         """Create the folder and record the run (once per run, by one process)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        for stale in self.folder.glob(".*.tmp-*"):  # a chunk whose writer was killed
+        for stale in self.folder.glob(f".*{TEMPORARY_SUFFIX}"):  # a chunk whose writer was killed
             stale.unlink()
         run_file = self.folder / RUN_FILE
         if not run_file.is_file():
-            write_atomically(run_file, lambda file: file.write(json.dumps(self.run, indent=2).encode()))
+            write_text_atomically(run_file, json.dumps(self.run, indent=2))
 
     def path(self, index: int) -> Path:
         return self.folder / f"chunk-{index:06d}.jsonl"
@@ -88,8 +79,7 @@ class ChunkStore:
 
     def write(self, index: int, rows: Sequence[Mapping[str, Any]]) -> None:
         """Write chunk `index` whole, or not at all."""
-        lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        write_atomically(self.path(index), lambda file: file.write(lines.encode("utf-8")))
+        write_text_atomically(self.path(index), "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
     def rows(self, num_chunks: int) -> Iterator[list[dict[str, Any]]]:
         """The rows of chunks `0 .. num_chunks - 1`, one list a chunk."""
