@@ -189,7 +189,7 @@ class HierarchicalDecoder:
         self.keep_rows([0] * len(prompts))  # new tensors: the prefix's own stay as they are
         return [list(prompt[len(prefix.tokens) :]) for prompt in prompts]
 
-    def _run_shared_prefix(self, prompts: list[list[int]]) -> "SharedPrefix | None":
+    def _run_shared_prefix(self, prompts: list[list[int]]) -> SharedPrefix | None:
         """
         Run the tokens that every prompt starts with (the instruction and the template's opening) through all layers
         once, for every batch to start from; None for a single prompt, or where the prompts share no token (at least

@@ -17,9 +17,10 @@ Label levels decoded under constraints carry probabilities: the metrics hold the
 probability (given its parents, judged where they are right) and of the whole path's, drawn as
 `reliability_diagram.png` and `coverage_accuracy.png` (the accuracy kept when abstaining below a path probability).
 `--calibration_file dev.jsonl` first fits one temperature per label level on those held-out rows
-(`hdlm.evaluation.calibration_fit`), decodes the test rows before and after (the labels do not change, their
-probabilities do; the metrics without calibration are kept as `uncalibrated_*`), and with `--save_calibration`
-stores the temperatures in the checkpoint's `config.json`.
+(`hdlm.evaluation.calibration_fit`) and scores the test rows with and without them (the labels do not change,
+their probabilities do; the metrics at temperature 1 are kept as `uncalibrated_*`; greedy decodes the rows once, as a
+label's uncalibrated probability is `exp` of its score), and with `--save_calibration` stores the temperatures in the
+checkpoint's `config.json`.
 
 Writes, per model, `predictions.jsonl`, `metrics.json`, a per-level score PNG and, when level 1 is a label level, its
 confusion matrix PNG under `output_dir/<model>/`, then `comparison.json` and `per_level_scores.png` for all models
