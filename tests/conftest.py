@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -164,6 +165,16 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Converted]:
         log.setLevel(old_level)
     yield Converted(hf_home, Path(path), seconds, [r.getMessage() for r in handler.records])
     shutil.rmtree(hf_home, ignore_errors=True)  # 1.1 GB; pytest would keep it for three runs
+
+
+def free_port() -> int:
+    """
+    A local TCP port free now. Multi-process runs rendezvous there, not on the launchers' default 29500, so that no
+    run can join another's store (another job's on a shared CI host, or a rank a timed-out test left behind).
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def run_offline(command: list[str], *, cwd=REPO_ROOT, env: dict | None = None, timeout: int = 600):

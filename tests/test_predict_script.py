@@ -13,7 +13,7 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO_ROOT, run_offline, synthetic_rows, tiny_hdlm, write_jsonl
+from conftest import REPO_ROOT, free_port, run_offline, synthetic_rows, tiny_hdlm, write_jsonl
 
 from hdlm.data import HierarchicalDataError
 from hdlm.inference.predict import check_level_names
@@ -165,7 +165,8 @@ def test_sigkill_half_way_then_resume_is_identical_to_an_uninterrupted_run(check
 def test_two_processes_write_one_ordered_file(checkpoint, uninterrupted, tmp_path):
     input_file, whole = uninterrupted
     output_file = tmp_path / "parallel.jsonl"
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--main_process_port", str(free_port())]  # fmt: skip
     result = run([*launcher, *script(checkpoint, input_file, output_file)])
     assert "30 predictions" in result.stdout and result.stdout.count("predictions in") == 1  # one writer
     assert output_file.read_bytes() == whole

@@ -14,6 +14,7 @@ from conftest import (
     REPO_ROOT,
     STRATEGIES,
     TAXONOMY_2,
+    free_port,
     label_text_rows,
     run_offline,
     synthetic_rows,
@@ -400,6 +401,12 @@ def test_gradient_accumulation_logs_the_losses_of_one_large_batch(task, tmp_path
     assert_same_losses(runs["accumulated"], runs["large"])
 
 
+def two_ranks(*options: str) -> tuple[str, ...]:
+    """torch.distributed.run starting 2 ranks here, their rendezvous on a free port."""
+    return (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+            *options)  # fmt: skip
+
+
 @pytest.mark.slow
 def test_two_process_data_parallel_training(task, tmp_path):
     single_dir, parallel_dir = tmp_path / "single", tmp_path / "parallel"
@@ -407,7 +414,7 @@ def test_two_process_data_parallel_training(task, tmp_path):
              "--save_steps", "1000"]  # fmt: skip
     parallel = run_script(
         train_args(task, parallel_dir, *extra),
-        launcher=(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"),
+        launcher=two_ranks(),
         env={"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"},
     )
     assert parallel.returncode == 0, parallel.stderr[-3000:]
@@ -475,8 +482,7 @@ def test_fsdp2_on_two_cpu_processes_saves_the_gathered_model(task, tokenizer, tm
     extra = ["--max_steps", "6", "--level_layers", "2", "4", "--per_device_train_batch_size"]
     sharded = run_script(
         train_args(task, fsdp_dir, *extra, "4"),
-        launcher=(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--no-python",
-                  sys.executable, "-c", FSDP2_ON_CPUS),
+        launcher=two_ranks("--no-python", sys.executable, "-c", FSDP2_ON_CPUS),
         env={"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", **FSDP2_ENV},
     )  # fmt: skip
     assert sharded.returncode == 0, sharded.stderr[-3000:]
