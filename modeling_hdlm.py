@@ -4,8 +4,9 @@ Implements "Making Language Model a Hierarchical Classifier" (arXiv 2507.12930) 
 `AutoModelForCausalLM` builds. This file is copied beside every HdLM checkpoint and loaded with
 `trust_remote_code=True`, with the sibling files it imports (which `save_pretrained` copies with it):
 `configuration_hdlm`, `rendering_hdlm` (the renderer), `generation_hdlm` (decoding options and outputs),
-`decoding_hdlm` (the hierarchical decoder), `taxonomy_hdlm` (label tries and label heads) and `pipeline_hdlm` (the
-`hierarchical-text-classification` pipeline). They import only torch, transformers and safetensors.
+`decoding_hdlm` (the hierarchical decoder, with `beam_hdlm` and `early_exit_hdlm`), `taxonomy_hdlm` (label tries and
+label heads) and `pipeline_hdlm` (the `hierarchical-text-classification` pipeline). They import only torch,
+transformers and safetensors.
 """
 
 import copy

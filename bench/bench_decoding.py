@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 from conftest import train_tokenizer  # noqa: E402
 from shapes import SHAPES  # noqa: E402
 
-from decoding_hdlm import cache_view, running_layers  # noqa: E402
+from early_exit_hdlm import cache_view, running_layers  # noqa: E402
 from modeling_hdlm import HdLMForCausalLM, HdLMRenderer  # noqa: E402
 
 logger = logging.getLogger("bench_decoding")

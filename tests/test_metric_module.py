@@ -151,7 +151,7 @@ HDLM_BLOCKER = """
 import sys
 
 BLOCKED = {"hdlm", "configuration_hdlm", "modeling_hdlm", "rendering_hdlm", "generation_hdlm", "decoding_hdlm",
-           "taxonomy_hdlm"}
+           "beam_hdlm", "early_exit_hdlm", "taxonomy_hdlm", "pipeline_hdlm"}
 
 
 class BlockHdlm:

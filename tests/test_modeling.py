@@ -950,7 +950,10 @@ def test_saved_model_loads_remotely_with_identical_outputs(family, tokenizer, tm
     model.save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
     files = {path.name for path in (tmp_path / "model").iterdir()}
-    remote_code = {f"{name}_hdlm.py" for name in ("configuration", "modeling", "rendering", "generation", "decoding")}
+    remote_code = {
+        f"{name}_hdlm.py"
+        for name in ("configuration", "modeling", "rendering", "generation", "decoding", "beam", "early_exit")
+    }
     assert {"config.json", "model.safetensors", "taxonomy_hdlm.py", *remote_code} <= files
     assert not any(name.endswith((".bin", ".pt", ".pth", ".pkl")) for name in files)
     config = json.loads((tmp_path / "model" / "config.json").read_text())
